@@ -1,0 +1,156 @@
+"""MSIQANet: a ResNet and a Swin Transformer, fused stage by stage, scored per grid cell.
+
+    image -> ResNet stages 1-4 ─┐
+                                ├─ per stage: concat, 1x1 conv, pool to the stride-32 grid
+    image -> Swin stages 1-4 ───┘
+    -> concat of the 4 stages -> AGCA channel attention
+    -> per cell: score s (any real) and weight w in (0, 1)
+    -> image score = sum(s * w) / sum(w); w is the attention map (the heatmap)
+
+The authors' released head pools the fused features to one vector before the score and
+weight layers, so w cancels out of sum(s*w)/sum(w) and only the branch that dominates the
+pooled vector matters. Keeping the grid makes w a real spatial attention map and lets both
+branches shape the score. ``head="pooled"`` rebuilds the released head for the ablation.
+
+The network is fully convolutional with one output cell per 32x32 input pixels: it trains
+on native-resolution crops and scores a whole 512x512 slice (a 16x16 grid) in one pass, so
+8x8 compression blocks and single impulse pixels are never resized away.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .agca import AGCA
+
+GRID_STRIDE = 32
+
+Branches = Literal["both", "cnn", "swin"]
+Head = Literal["grid", "pooled"]
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Everything needed to rebuild the network; stored in every model card."""
+
+    cnn: str = "resnet10t"
+    cnn_kwargs: dict[str, Any] = field(default_factory=dict)
+    swin: str = "swin_tiny_patch4_window7_224"
+    swin_kwargs: dict[str, Any] = field(default_factory=dict)
+    fusion_dim: int = 64
+    head_dim: int = 64
+    dropout: float = 0.1
+    branches: Branches = "both"
+    agca: bool = True
+    head: Head = "grid"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "NetConfig":
+        d = dict(d)
+        for key in ("cnn_kwargs", "swin_kwargs"):
+            d[key] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.get(key, {}).items()}
+        return cls(**d)
+
+
+PRESETS: dict[str, NetConfig] = {
+    # The published configuration (Li et al., MICCAI 2025).
+    "paper": NetConfig(
+        cnn="resnet50",
+        swin="swin_tiny_patch4_window7_224",
+        fusion_dim=256,
+        head_dim=128,
+    ),
+    # Small enough to train from scratch on a CPU and to score >= 10 slices/s on 2 cores.
+    "compact": NetConfig(
+        cnn="resnet10t",
+        cnn_kwargs={"channels": (16, 32, 64, 128), "stem_width": 16},
+        swin="swin_tiny_patch4_window7_224",
+        swin_kwargs={"embed_dim": 24, "depths": (1, 1, 2, 1), "num_heads": (1, 2, 4, 8), "window_size": 8},
+        fusion_dim=48,
+        head_dim=64,
+    ),
+}
+
+
+def preset(name: str, **overrides: Any) -> NetConfig:
+    """A named configuration, optionally with fields replaced (for ablations)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return replace(PRESETS[name], **overrides)
+
+
+class MSIQANet(nn.Module):
+    """Returns (score [B], weight map [B, 1, H/32, W/32]) for RGB input in [0, 1]."""
+
+    def __init__(self, config: NetConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.register_buffer("mean", torch.tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor([0.25, 0.25, 0.25]).view(1, 3, 1, 1), persistent=False)
+        self.cnn = self.swin = None
+        cnn_ch: list[int] = [0] * 4
+        swin_ch: list[int] = [0] * 4
+        if c.branches in ("both", "cnn"):
+            self.cnn = timm.create_model(
+                c.cnn, pretrained=False, features_only=True, out_indices=(1, 2, 3, 4), **c.cnn_kwargs
+            )
+            cnn_ch = self.cnn.feature_info.channels()
+        if c.branches in ("both", "swin"):
+            # dynamic_img_size: the attention masks follow the input, so crops and whole slices both work.
+            self.swin = timm.create_model(
+                c.swin, pretrained=False, features_only=True, dynamic_img_size=True, **c.swin_kwargs
+            )
+            swin_ch = self.swin.feature_info.channels()
+        self.fuse = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(a + b, c.fusion_dim, 1), nn.BatchNorm2d(c.fusion_dim), nn.GELU())
+            for a, b in zip(cnn_ch, swin_ch)
+        )
+        fused = 4 * c.fusion_dim
+        self.attention = AGCA(fused) if c.agca else nn.Identity()
+        self.drop = nn.Dropout(c.dropout)
+        self.score = nn.Sequential(nn.Conv2d(fused, c.head_dim, 1), nn.GELU(), nn.Conv2d(c.head_dim, 1, 1))
+        self.weight = nn.Sequential(
+            nn.Conv2d(fused, c.head_dim, 1), nn.GELU(), nn.Conv2d(c.head_dim, 1, 1), nn.Sigmoid()
+        )
+        # Start the score near the middle of the 0-4 scale.
+        nn.init.constant_(self.score[-1].bias, 2.0)
+
+    def stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The 4 fused stages, each pooled to the stride-32 grid."""
+        x = (x - self.mean) / self.std
+        grid = (max(1, x.shape[-2] // GRID_STRIDE), max(1, x.shape[-1] // GRID_STRIDE))
+        cnn = self.cnn(x) if self.cnn is not None else [None] * 4
+        swin = [f.permute(0, 3, 1, 2) for f in self.swin(x)] if self.swin is not None else [None] * 4
+        out = []
+        for fuse, a, b in zip(self.fuse, cnn, swin):
+            parts = [t for t in (a, b) if t is not None]
+            if len(parts) == 2 and parts[0].shape[-2:] != parts[1].shape[-2:]:
+                parts[1] = F.interpolate(parts[1], size=parts[0].shape[-2:], mode="bilinear", align_corners=False)
+            out.append(F.adaptive_avg_pool2d(fuse(torch.cat(parts, 1)), grid))
+        return out
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.drop(self.attention(torch.cat(self.stage_features(x), 1)))
+        if self.config.head == "pooled":
+            f = f.mean(dim=(2, 3), keepdim=True)
+        s = self.score(f)
+        w = self.weight(f)
+        score = (s * w).sum(dim=(1, 2, 3)) / w.sum(dim=(1, 2, 3)).clamp_min(1e-6)
+        if self.config.head == "pooled":
+            w = w.expand(-1, -1, max(1, x.shape[-2] // GRID_STRIDE), max(1, x.shape[-1] // GRID_STRIDE))
+        return score, w
+
+
+def create_model(name_or_config: str | NetConfig = "compact", **overrides: Any) -> MSIQANet:
+    config = preset(name_or_config, **overrides) if isinstance(name_or_config, str) else replace(name_or_config, **overrides)
+    return MSIQANet(config)

@@ -1,0 +1,158 @@
+"""Volumes -> the axial RGB pictures the network scores.
+
+The development images are PET in a hot colour map alpha-blended over a windowed CT, as
+PACS fused displays show them. Measured on ../shared/petct-iqa-dev: bone reaches at most
+G 175 / B 157 of 255, i.e. CT keeps ~62 % of its grey level (PET alpha ~0.38), and the blood
+pool lands at ~0.43 of the hot map. Hence the defaults below: CT W 400 / L 40 (mediastinal),
+hot colour map over SUV 0-6, alpha 0.4. A PET without SUV metadata is scaled so that the
+median of its body voxels reads as SUV 1 (soft-tissue background); the renderer's
+``description`` says which scaling happened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputError
+from .results import Geometry
+from .volumes import VolumeLike, axial_order, check_overlap, read_volume, suv_info
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    window: float = 400.0
+    level: float = 40.0
+    suv_max: float = 6.0
+    pet_alpha: float = 0.4
+
+
+def hot(x: np.ndarray) -> np.ndarray:
+    """The classic 'hot' colour map (black-red-yellow-white) for x in [0, 1] -> float RGB."""
+    x = np.clip(x, 0.0, 1.0)
+    r = np.clip(x / 0.365, 0, 1)
+    g = np.clip((x - 0.365) / (0.746 - 0.365), 0, 1)
+    b = np.clip((x - 0.746) / (1 - 0.746), 0, 1)
+    return np.stack([r, g, b], axis=-1)
+
+
+def window_ct(hu: np.ndarray, settings: RenderSettings) -> np.ndarray:
+    lo = settings.level - settings.window / 2
+    return np.clip((hu.astype(np.float32) - lo) / settings.window, 0.0, 1.0)
+
+
+def fuse(ct_grey: np.ndarray | None, pet_norm: np.ndarray | None, alpha: float) -> np.ndarray:
+    """Blend a CT grey level and a PET level (both in [0, 1]) into uint8 RGB."""
+    if pet_norm is None:
+        rgb = np.repeat(ct_grey[..., None], 3, axis=-1)
+    elif ct_grey is None:
+        rgb = hot(pet_norm)
+    else:
+        rgb = (1.0 - alpha) * ct_grey[..., None] + alpha * hot(pet_norm)
+    return np.round(rgb * 255.0).astype(np.uint8)
+
+
+def pseudo_suv_factor(pet: sitk.Image) -> float:
+    """Scale that makes the median body voxel read as SUV 1 (for PET without SUV tags)."""
+    a = sitk.GetArrayViewFromImage(pet)
+    sample = a[:: max(1, a.shape[0] // 32), ::2, ::2].astype(np.float32)
+    top = np.percentile(sample, 99.9)
+    body = sample[sample > 0.05 * top]
+    median = float(np.median(body)) if body.size else top
+    if not median > 0:
+        raise InputError("PET: no positive activity found; is this really a PET volume?")
+    return 1.0 / median
+
+
+class SliceRenderer:
+    """Renders axial slices k0..k1 of the inputs on the reference grid, batch by batch.
+
+    The reference grid is the CT's (else the RGB volume's, else the PET's). PET is resampled
+    onto it one slab at a time, so memory does not grow with the number of slices.
+    """
+
+    def __init__(
+        self,
+        ct: VolumeLike | None = None,
+        pet: VolumeLike | None = None,
+        rgb: VolumeLike | None = None,
+        settings: RenderSettings = RenderSettings(),
+    ):
+        if rgb is not None and (ct is not None or pet is not None):
+            raise InputError("Give either an RGB fused volume, or CT and/or PET, not both.")
+        if rgb is None and ct is None and pet is None:
+            raise InputError("Nothing to assess: give a CT, a PET, both, or an RGB fused volume.")
+        self.settings = settings
+        self.rgb = read_volume(rgb, "RGB", rgb=True) if rgb is not None else None
+        self.ct = read_volume(ct, "CT") if ct is not None else None
+        self.pet = read_volume(pet, "PET") if pet is not None else None
+        self.reference = next(v for v in (self.ct, self.rgb, self.pet) if v is not None)
+        ref_role = "CT" if self.ct is not None else ("RGB" if self.rgb is not None else "PET")
+        self.axes, self.flip_rows, self.flip_cols = axial_order(self.reference, ref_role)
+        self.description = {"settings": asdict(settings), "reference": ref_role}
+        if self.rgb is not None:
+            self.description["inputs"] = "RGB fused volume, used as it is"
+            peak = float(sitk.GetArrayViewFromImage(self.rgb).max())
+            self._rgb_scale = 1.0 if self.rgb.GetPixelID() == sitk.sitkVectorUInt8 else 255.0 / max(peak, 1e-6)
+        if self.pet is not None:
+            if self.ct is not None:
+                check_overlap(self.ct, self.pet, "PET")
+            info = suv_info(self.pet)
+            if info.factor is not None:
+                self.pet_factor, how = info.factor, info.method
+            else:
+                self.pet_factor = pseudo_suv_factor(self.pet)
+                how = f"{info.method}: scaled so the median body voxel reads SUV 1 (robust percentile normalisation)"
+            self.description["pet_scaling"] = how
+            self.description["inputs"] = "PET over CT" if self.ct is not None else "PET alone"
+        elif self.ct is not None:
+            self.description["inputs"] = "CT alone"
+
+    @property
+    def geometry(self) -> Geometry:
+        return Geometry.of(self.reference)
+
+    def __len__(self) -> int:
+        return self.reference.GetSize()[2]
+
+    def _to_display(self, a: np.ndarray) -> np.ndarray:
+        """(B, J, I, ...) reference-index order -> (B, rows, cols, ...) as Slicer shows it."""
+        if tuple(self.axes) == (1, 0):  # i runs down the screen: swap the in-plane axes
+            a = a.swapaxes(1, 2)
+        if self.flip_rows:
+            a = a[:, ::-1]
+        if self.flip_cols:
+            a = a[:, :, ::-1]
+        return a
+
+    def to_reference(self, maps: np.ndarray) -> np.ndarray:
+        """Inverse of the display transform for (B, rows, cols) maps."""
+        if self.flip_cols:
+            maps = maps[:, :, ::-1]
+        if self.flip_rows:
+            maps = maps[:, ::-1]
+        if tuple(self.axes) == (1, 0):
+            maps = maps.swapaxes(1, 2)
+        return np.ascontiguousarray(maps)
+
+    def render(self, k0: int, k1: int) -> np.ndarray:
+        """uint8 RGB pictures (B, rows, cols, 3) of slices k0 <= k < k1."""
+        if self.rgb is not None:
+            a = sitk.GetArrayViewFromImage(self.rgb)[k0:k1]
+            a = a if a.dtype == np.uint8 else np.clip(a * self._rgb_scale, 0, 255).astype(np.uint8)
+            return np.ascontiguousarray(self._to_display(a))
+        ct = window_ct(sitk.GetArrayViewFromImage(self.ct)[k0:k1], self.settings) if self.ct is not None else None
+        pet = None
+        if self.pet is not None:
+            if self.ct is not None:
+                slab = self.ct[:, :, k0:k1]
+                pet = sitk.GetArrayFromImage(
+                    sitk.Resample(self.pet, slab, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+                )
+            else:
+                pet = sitk.GetArrayViewFromImage(self.pet)[k0:k1].astype(np.float32)
+            pet = pet * (self.pet_factor / self.settings.suv_max)
+        rgb = fuse(ct, pet, self.settings.pet_alpha)
+        return np.ascontiguousarray(self._to_display(rgb))

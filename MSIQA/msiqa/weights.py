@@ -1,0 +1,114 @@
+"""Model weights: safetensors files with a sha256 and a JSON model card beside them.
+
+``NAME.safetensors`` holds the tensors (fp16 for the bundled model), ``NAME.json`` the
+card: the network configuration, the file's sha256, the training data, command and
+cross-validation figures. The loader refuses a file whose hash differs from its card's and
+never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import WeightsError
+from .models import MSIQANet, NetConfig
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT_MODEL = "msiqa-compact"
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class LoadedModel:
+    net: MSIQANet
+    card: dict[str, Any]
+    path: Path
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        keys = ("name", "version", "preset", "sha256")
+        return {k: self.card.get(k) for k in keys}
+
+
+def card_path(weights: Path) -> Path:
+    return weights.with_suffix(".json")
+
+
+def bundled_models() -> list[dict[str, Any]]:
+    """Model cards of the models shipped inside the package."""
+    return [json.loads(p.read_text()) for p in sorted(WEIGHTS_DIR.glob("*.json"))]
+
+
+def resolve(name_or_path: str | Path | None) -> Path:
+    if name_or_path is None:
+        name_or_path = DEFAULT_MODEL
+    p = Path(name_or_path)
+    if p.suffix == ".safetensors":
+        return p
+    return WEIGHTS_DIR / f"{name_or_path}.safetensors"
+
+
+def save_model(net: MSIQANet, path: str | Path, card: dict[str, Any], *, half: bool = True) -> dict[str, Any]:
+    """Write NAME.safetensors and NAME.json (card with config and sha256); returns the card."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dtype = torch.float16 if half else torch.float32
+    tensors = {
+        k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
+        for k, v in net.state_dict().items()
+    }
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, path)
+    card = {**card, "config": net.config.to_dict(), "file": path.name, "sha256": sha256_of(path),
+            "dtype": str(dtype).removeprefix("torch.")}
+    card_path(path).write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def load_model(name_or_path: str | Path | None = None, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a bundled model by name (default: the compact model) or a .safetensors path."""
+    path = resolve(name_or_path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} not found. Known models: {[c['name'] for c in bundled_models()]}.")
+    cpath = card_path(path)
+    if not cpath.is_file():
+        raise WeightsError(f"{path.name} has no model card ({cpath.name}) beside it; a card with its sha256 is required.")
+    try:
+        card = json.loads(cpath.read_text())
+        expected = card["sha256"]
+        config = NetConfig.from_dict(card["config"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise WeightsError(f"model card {cpath} is malformed ({e}); restore it from the release.") from None
+    actual = sha256_of(path)
+    if actual != expected:
+        raise WeightsError(
+            f"{path.name} fails its checksum: sha256 {actual[:16]}... but the card says {expected[:16]}.... "
+            "The file is corrupt or was replaced; reinstall the model."
+        )
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise WeightsError(f"{path.name} is not a valid safetensors file ({e}).") from None
+    net = MSIQANet(config)
+    try:
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except RuntimeError as e:
+        raise WeightsError(f"{path.name} does not fit its card's network configuration: {str(e)[:300]}") from None
+    return LoadedModel(net.to(device).eval(), card, path)

@@ -127,6 +127,11 @@ class SliceRenderer:
             a = a[:, :, ::-1]
         return a
 
+    def to_display(self, a: np.ndarray) -> np.ndarray:
+        """(B, J, I, ...) arrays in reference-index order (e.g. heatmap slices) -> (B, rows, cols, ...)
+        as the pictures show them; the inverse of :meth:`to_reference`."""
+        return np.ascontiguousarray(self._to_display(a))
+
     def to_reference(self, maps: np.ndarray) -> np.ndarray:
         """Inverse of the display transform for (B, rows, cols) maps."""
         if self.flip_cols:

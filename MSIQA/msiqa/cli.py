@@ -1,0 +1,678 @@
+"""The ``msiqa`` command line.
+
+    msiqa assess --ct CT --pet PET --out DIR     score every axial slice, write the result set
+    msiqa score IMAGE...                         score single 2D pictures (PNG, JPEG, DICOM)
+    msiqa demo                                   assess the bundled sample study
+    msiqa models                                 list the bundled models and their cards
+
+Every subcommand is a function ``f(args) -> exit code``, set with ``set_defaults(func=f)``.
+Input and settings errors (:class:`msiqa.errors.MSIQAError`) print ``msiqa: error: ...`` and
+exit with 2, Ctrl-C exits with 130; in both cases no output is left half-written: result
+files are written into a hidden folder beside the target and moved into place only once
+all of them are complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import __version__
+from .errors import InputError, MSIQAError
+
+OUTPUTS = ("scores.csv", "heatmap.nrrd", "summary.json", "report.html")
+SLICER_HINT = "install the 'slicer' extra: pip install msiqa[slicer]"
+LOWEST_SHOWN = 6
+
+
+# ---------------------------------------------------------------------------------------
+# Argument parsing
+# ---------------------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="msiqa",
+        description="MS-IQA: per-slice image-quality assessment of PET/CT volumes.",
+        epilog="Run 'msiqa COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"msiqa {__version__}")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    run = argparse.ArgumentParser(add_help=False)
+    run.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                     help="where the network runs (default: auto = CUDA, then MPS, then CPU)")
+    run.add_argument("--model", default=None, metavar="NAME_OR_PATH",
+                     help="a bundled model name (see 'msiqa models') or a .safetensors file with its .json card "
+                          "beside it (default: the bundled compact model)")
+    batch = argparse.ArgumentParser(add_help=False)
+    batch.add_argument("--batch-size", type=_positive_int, default=8, metavar="N",
+                       help="slices per network pass (default: 8)")
+    batch.add_argument("--threshold", type=_finite_float, default=2.0, metavar="T",
+                       help="slices scoring below T are flagged (default: 2.0, on the 0-4 scale)")
+
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "assess", parents=[common, run, batch], help="score every axial slice of a volume",
+        description="Score every axial slice of a CT, a PET, a PET/CT pair or an RGB fused volume and write "
+                    "DIR/scores.csv, DIR/heatmap.nrrd, DIR/summary.json and DIR/report.html.",
+    )
+    p.add_argument("--ct", metavar="PATH", help="CT volume (NIfTI, NRRD, MHA or a DICOM series folder)")
+    p.add_argument("--pet", metavar="PATH", help="PET volume (resampled onto the CT when both are given)")
+    p.add_argument("--rgb", metavar="PATH", help="an already fused RGB volume (instead of --ct/--pet)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created; earlier outputs are "
+                                                               "replaced only once the new ones are complete)")
+    p.add_argument("--mrb", metavar="FILE", help="also write a 3D Slicer scene bundle (.mrb); needs slicer-core")
+    p.set_defaults(func=cmd_assess)
+
+    p = sub.add_parser(
+        "score", parents=[common, run], help="score single 2D pictures",
+        description="Score 2D pictures (PNG, JPEG, single-frame DICOM, ...). Grey pictures are expanded to RGB; "
+                    "a CT DICOM is windowed as 'assess' windows CT. For volumes use 'msiqa assess'.",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--csv", metavar="OUT", help="write image,score rows to this CSV file instead of printing them")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser(
+        "demo", parents=[common, run, batch], help="assess the bundled sample PET/CT study",
+        description="Assess the bundled sample study (CT + PET) and write the same outputs as 'assess'.",
+    )
+    p.add_argument("--out", default="msiqa-demo", metavar="DIR", help="output folder (default: ./msiqa-demo)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("models", help="list the bundled models", description="Show each bundled model's card.")
+    p.set_defaults(func=cmd_models)
+
+    # The training commands live in their own package, which may be absent.
+    try:
+        from .training.commands import add_parsers
+    except ImportError:
+        add_parsers = None
+    if add_parsers is not None:
+        add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, usage errors: argparse has printed the message
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(func(args) or 0)
+    except MSIQAError as e:
+        print(f"msiqa: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("msiqa: interrupted; no output was written.", file=sys.stderr)
+        return 130
+
+
+# ---------------------------------------------------------------------------------------
+# Writing a result set all at once
+# ---------------------------------------------------------------------------------------
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class _Staging:
+    """A hidden folder beside ``out`` (and one beside the .mrb file) to write into.
+
+    :meth:`commit` moves the finished files into place; leaving the ``with`` block removes
+    whatever is left, and on an error also the parent folders this created.
+    """
+
+    def __init__(self, out: Path, mrb: Path | None = None):
+        self.out = out
+        self.mrb = mrb
+        self._created: list[Path] = []
+        self._temps: list[Path] = []
+        self.dir: Path | None = None
+        self.mrb_file: Path | None = None
+
+    def _mkdirs(self, folder: Path) -> None:
+        missing = []
+        while not folder.exists():
+            missing.append(folder)
+            folder = folder.parent
+        for d in reversed(missing):
+            d.mkdir()
+            self._created.append(d)
+
+    def __enter__(self) -> "_Staging":
+        try:
+            self._mkdirs(self.out.parent)
+            self.dir = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.partial-", dir=self.out.parent))
+            self._temps.append(self.dir)
+            os.chmod(self.dir, 0o777 & ~_umask())  # mkdtemp makes it private; the result folder should not be
+            if self.mrb is not None:
+                self._mkdirs(self.mrb.parent)
+                mrb_dir = Path(tempfile.mkdtemp(prefix=f".{self.mrb.stem}.partial-", dir=self.mrb.parent))
+                self._temps.append(mrb_dir)
+                self.mrb_file = mrb_dir / self.mrb.name
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        for d in self._temps:
+            shutil.rmtree(d, ignore_errors=True)
+        if exc_type is not None:
+            for d in reversed(self._created):
+                try:
+                    d.rmdir()  # only if still empty
+                except OSError:
+                    pass
+        return False
+
+    def path(self, name: str) -> Path:
+        assert self.dir is not None
+        return self.dir / name
+
+    def commit(self, names: tuple[str, ...]) -> None:
+        assert self.dir is not None
+        if not self.out.exists():
+            os.replace(self.dir, self.out)  # one atomic rename
+        else:
+            # Swap file by file; put the old files back if anything fails half-way.
+            backup = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.old-", dir=self.out.parent))
+            self._temps.append(backup)
+            old: list[str] = []
+            new: list[str] = []
+            try:
+                for name in names:
+                    if (self.out / name).exists():
+                        os.replace(self.out / name, backup / name)
+                        old.append(name)
+                for name in names:
+                    os.replace(self.dir / name, self.out / name)
+                    new.append(name)
+            except BaseException:
+                for name in new:
+                    os.replace(self.out / name, self.dir / name)
+                for name in old:
+                    os.replace(backup / name, self.out / name)
+                raise
+        if self.mrb is not None and self.mrb_file is not None:
+            shutil.move(str(self.mrb_file), str(self.mrb))
+
+
+def _check_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder (it is created if missing).")
+
+
+def _import_write_mrb():
+    try:
+        from .mrml import write_mrb
+    except ImportError as e:
+        raise InputError(f"--mrb needs the Slicer scene writer, which could not be imported ({e}); {SLICER_HINT}") from None
+    return write_mrb
+
+
+def _check_mrb(value: str | None) -> tuple[Path | None, Callable | None]:
+    if not value:
+        return None, None
+    path = Path(value)
+    if path.suffix.lower() != ".mrb":
+        raise InputError(f"--mrb {value}: a Slicer scene bundle file name must end in .mrb.")
+    if path.exists() and path.is_dir():
+        raise InputError(f"--mrb {value} is a folder; give a file name ending in .mrb.")
+    return path, _import_write_mrb()
+
+
+def _progress_bar(quiet: bool, desc: str):
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, desc=desc, unit="slice", file=sys.stderr, disable=quiet, leave=False, dynamic_ncols=True)
+
+    def update(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+            bar.refresh()
+        bar.update(done - bar.n)
+
+    return bar, update
+
+
+def _write_scores_csv(path: Path, assessment) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["slice", "score", "flagged"])
+        for k, (score, flagged) in enumerate(zip(assessment.scores, assessment.flagged)):
+            w.writerow([k, f"{float(score):.4f}", int(bool(flagged))])
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def _describe(summary: dict[str, Any]) -> str:
+    flagged = summary["flagged_slices"]
+    shown = ", ".join(map(str, flagged[:20])) + (", ..." if len(flagged) > 20 else "")
+    text = (f"mean score {summary['mean']:.2f}, min {summary['min']:.2f} (slice {summary['min_slice']}), "
+            f"{summary['flagged_count']} of {summary['slices']} slices below {summary['threshold']:g}")
+    return text + (f": {shown}" if flagged else "")
+
+
+def assess_to_dir(
+    out: str | Path,
+    inputs: dict[str, str | os.PathLike | None],
+    *,
+    device: str = "auto",
+    batch_size: int = 8,
+    threshold: float = 2.0,
+    model: str | None = None,
+    mrb: str | None = None,
+    quiet: bool = False,
+    title: str = "MS-IQA image-quality report",
+):
+    """Assess ``inputs`` ({"CT": path, "PET": path} or {"RGB": path}) and write the result set to ``out``.
+
+    Returns (assessment, summary dict as written to summary.json).
+    """
+    out = Path(out)
+    _check_out_dir(out)
+    paths = {role: Path(p) for role, p in inputs.items() if p}
+    if not paths:
+        raise InputError("nothing to assess: give --ct and/or --pet, or --rgb.")
+    if "RGB" in paths and len(paths) > 1:
+        raise InputError("give either --rgb, or --ct and/or --pet, not both.")
+    mrb_path, write_mrb = _check_mrb(mrb)
+
+    from .assess import Scorer, assess
+    from .render import SliceRenderer
+    from .report import collect_lowest, write_report
+    from .weights import load_model
+
+    import SimpleITK as sitk
+
+    scorer = Scorer(load_model(model), device)
+    renderer = SliceRenderer(ct=paths.get("CT"), pet=paths.get("PET"), rgb=paths.get("RGB"))
+    images = {role: img for role, img in (("CT", renderer.ct), ("PET", renderer.pet), ("RGB", renderer.rgb))
+              if img is not None}
+    bar, progress = _progress_bar(quiet, "assessing")
+    try:
+        assessment = assess(
+            ct=renderer.ct, pet=renderer.pet, rgb=renderer.rgb, scorer=scorer, batch_size=batch_size,
+            threshold=threshold, settings=renderer.settings, progress=progress,
+        )
+    finally:
+        bar.close()
+    pictures, maps = collect_lowest(assessment, renderer, LOWEST_SHOWN)
+    renderer = None  # the input volumes are needed from here on only for the scene bundle:
+    if write_mrb is None:  # let them go, so writing (which copies the heatmap) does not raise the peak
+        images = {}
+
+    sources = {role: str(p.resolve()) for role, p in paths.items()}
+    summary = {
+        **assessment.summary(),
+        "inputs": sources,
+        "version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    try:
+        with _Staging(out.absolute(), mrb_path.absolute() if mrb_path else None) as staging:
+            _write_scores_csv(staging.path("scores.csv"), assessment)
+            sitk.WriteImage(assessment.heatmap_image(), str(staging.path("heatmap.nrrd")), True)
+            staging.path("summary.json").write_text(
+                json.dumps(summary, indent=2, default=_json_default) + "\n", encoding="utf-8"
+            )
+            write_report(assessment, staging.path("report.html"), pictures=pictures, maps=maps,
+                         inputs=sources, title=title)
+            if write_mrb is not None:
+                name = next(iter(paths.values())).name.split(".")[0] or "MS-IQA"
+                try:
+                    write_mrb(staging.mrb_file, assessment, images, name=name)
+                except ImportError as e:
+                    raise InputError(f"--mrb: writing the scene needs slicer-core ({e}); {SLICER_HINT}") from None
+            staging.commit(OUTPUTS)
+    except OSError as e:
+        raise MSIQAError(f"cannot write the outputs to {out}: {e}") from None
+    except RuntimeError as e:  # SimpleITK reports write failures as RuntimeError
+        raise MSIQAError(f"cannot write the outputs to {out}: {str(e).strip()[-300:]}") from None
+    return assessment, summary
+
+
+# ---------------------------------------------------------------------------------------
+# Subcommands
+# ---------------------------------------------------------------------------------------
+
+
+def cmd_assess(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    assessment, summary = assess_to_dir(
+        out, {"CT": args.ct, "PET": args.pet, "RGB": args.rgb}, device=args.device, batch_size=args.batch_size,
+        threshold=args.threshold, model=args.model, mrb=args.mrb, quiet=args.quiet,
+    )
+    print(f"wrote {', '.join(OUTPUTS)} to {out}")
+    if args.mrb:
+        print(f"wrote the Slicer scene {args.mrb}")
+    print(_describe(summary))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        from .sample_data import load_sample_study
+    except ImportError as e:
+        raise InputError(f"the bundled sample study is not available in this installation ({e}).") from None
+    study = load_sample_study()
+    out = Path(args.out)
+    assessment, summary = assess_to_dir(
+        out, {"CT": study.ct_path, "PET": study.pet_path}, device=args.device, batch_size=args.batch_size,
+        threshold=args.threshold, model=args.model, quiet=args.quiet, title="MS-IQA report: sample PET/CT study",
+    )
+    print(f"report: {(out / 'report.html').resolve()}")
+    print(_describe(summary))
+    degraded = getattr(study, "degraded_slices", None)
+    if callable(degraded):
+        ks = sorted(int(k) for k in degraded())
+        if ks:
+            print(f"the sample's degraded slices (for comparison): {', '.join(map(str, ks))}")
+    return 0
+
+
+# --- msiqa score -----------------------------------------------------------------------
+
+_NOT_2D = "{path}: {what}; 'msiqa score' takes single 2D pictures. Assess a volume with 'msiqa assess' instead."
+
+
+def _grey_to_uint8(a: np.ndarray, *, ct: bool) -> np.ndarray:
+    if ct:
+        from .render import RenderSettings, window_ct
+
+        return np.round(window_ct(a, RenderSettings()) * 255.0).astype(np.uint8)
+    if a.dtype == np.uint8:
+        return a
+    a = a.astype(np.float64)
+    if not np.isfinite(a).all():
+        raise InputError("the picture has NaN or infinite pixels.")
+    if np.issubdtype(a.dtype, np.integer) or (a == np.round(a)).all():
+        if a.min() >= 0 and a.max() <= 255:
+            return a.astype(np.uint8)
+    lo, hi = float(a.min()), float(a.max())
+    if hi <= lo:
+        return np.zeros(a.shape, np.uint8)
+    return np.round((a - lo) / (hi - lo) * 255.0).astype(np.uint8)
+
+
+def to_rgb(a: np.ndarray, *, ct: bool = False, path: str = "picture") -> np.ndarray:
+    """A 2D picture as uint8 RGB (H, W, 3): grey is repeated, alpha dropped, wide ranges scaled."""
+    a = np.asarray(a)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim == 2:
+        try:
+            grey = _grey_to_uint8(a, ct=ct)
+        except InputError as e:
+            raise InputError(f"{path}: {e}") from None
+        return np.repeat(grey[..., None], 3, axis=-1)
+    if a.ndim == 3 and a.shape[-1] in (2, 3, 4):
+        if a.shape[-1] == 2:  # grey + alpha
+            return to_rgb(a[..., 0], ct=ct, path=path)
+        rgb = a[..., :3]
+        if rgb.dtype == np.uint8:
+            return np.ascontiguousarray(rgb)
+        rgb = rgb.astype(np.float64)
+        if not np.isfinite(rgb).all():
+            raise InputError(f"{path}: the picture has NaN or infinite pixels.")
+        peak = float(rgb.max())
+        scale = 1.0 if 0 <= rgb.min() and peak <= 255 else 255.0 / max(peak, 1e-6)
+        return np.clip(np.round(rgb * scale), 0, 255).astype(np.uint8)
+    raise InputError(f"{path}: a picture of shape {a.shape} is neither grey nor RGB.")
+
+
+def _is_dicom(path: Path) -> bool:
+    if path.suffix.lower() in (".dcm", ".dicom"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _read_dicom_picture(path: Path) -> np.ndarray:
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(str(path))
+    except Exception as e:  # pydicom raises several kinds for a damaged file
+        raise InputError(f"{path}: cannot read it as DICOM ({e}).") from None
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise InputError(_NOT_2D.format(path=path, what=f"a multi-frame DICOM with {frames} frames"))
+    if "PixelData" not in ds:
+        raise InputError(f"{path}: this DICOM file holds no image (no pixel data).")
+    modality = str(getattr(ds, "Modality", "")).upper()
+    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper()
+    try:
+        a = ds.pixel_array
+    except Exception:
+        return _read_with_sitk(path)  # compressed transfer syntaxes pydicom cannot decode: GDCM can
+    if photometric.startswith("YBR"):
+        try:
+            from pydicom.pixels import convert_color_space
+        except ImportError:  # pydicom 2
+            from pydicom.pixel_data_handlers.util import convert_color_space
+        a = convert_color_space(a, photometric, "RGB")
+    elif photometric.startswith("MONOCHROME"):
+        try:
+            from pydicom.pixels import apply_modality_lut
+        except ImportError:
+            from pydicom.pixel_data_handlers.util import apply_modality_lut
+        a = apply_modality_lut(a, ds)
+        if photometric == "MONOCHROME1" and modality != "CT":
+            a = a.max() + a.min() - a
+    return to_rgb(a, ct=(modality == "CT" and a.ndim == 2), path=str(path))
+
+
+def _read_with_sitk(path: Path) -> np.ndarray:
+    import SimpleITK as sitk
+
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as e:
+        last = str(e).strip().splitlines()[-1] if str(e).strip() else ""
+        raise InputError(f"{path}: cannot read it as an image ({last}). Give a PNG, JPEG or single-frame DICOM.") from None
+    size = image.GetSize()
+    if image.GetDimension() > 3 or (image.GetDimension() == 3 and size[2] > 1):
+        raise InputError(_NOT_2D.format(path=path, what=f"this is a {'x'.join(map(str, size))} volume"))
+    a = sitk.GetArrayFromImage(image)
+    if image.GetDimension() == 3:
+        a = a[0]
+    modality = image.GetMetaData("0008|0060").strip().upper() if image.HasMetaDataKey("0008|0060") else ""
+    return to_rgb(a, ct=(modality == "CT" and image.GetNumberOfComponentsPerPixel() == 1), path=str(path))
+
+
+def read_picture(path: str | os.PathLike) -> np.ndarray:
+    """A 2D picture file (PNG, JPEG, TIFF, BMP, single-frame DICOM, 2D NRRD/MHA) -> uint8 RGB (H, W, 3)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path} does not exist. Check the path.")
+    if path.is_dir():
+        raise InputError(_NOT_2D.format(path=path, what="this is a folder (a DICOM series is a volume)"))
+    if _is_dicom(path):
+        return _read_dicom_picture(path)
+    try:
+        with Image.open(path) as im:
+            frames = int(getattr(im, "n_frames", 1) or 1)
+            if frames > 1:
+                raise InputError(_NOT_2D.format(path=path, what=f"a multi-frame picture with {frames} frames"))
+            if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
+                im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
+            a = np.array(im)
+    except UnidentifiedImageError:
+        return _read_with_sitk(path)
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the picture ({e}).") from None
+    return to_rgb(a, path=str(path))
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .assess import Scorer, score_images
+    from .weights import load_model
+
+    scorer = Scorer(load_model(args.model), args.device)
+    rows: list[tuple[str, float]] = []
+    for name in tqdm(args.images, desc="scoring", unit="image", file=sys.stderr, disable=args.quiet or len(args.images) < 2,
+                     leave=False, dynamic_ncols=True):
+        picture = read_picture(name)
+        rows.append((name, float(score_images([picture], scorer)[0])))
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["image", "score"])
+    for name, score in rows:
+        w.writerow([name, f"{score:.4f}"])
+    if args.csv:
+        target = Path(args.csv)
+        if target.is_dir():
+            raise InputError(f"--csv {target} is a folder; give a file name.")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.partial-", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+                f.write(buf.getvalue())
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        print(f"wrote {len(rows)} scores to {target}", file=sys.stderr)
+    else:
+        sys.stdout.write(buf.getvalue())
+    return 0
+
+
+# --- msiqa models ----------------------------------------------------------------------
+
+
+def _format_value(value: Any, indent: int) -> list[str]:
+    pad = "  " * indent
+    if isinstance(value, dict):
+        lines = []
+        for key, sub in value.items():
+            if isinstance(sub, (dict, list)) and sub and not _is_flat_list(sub):
+                lines.append(f"{pad}{key}:")
+                lines += _format_value(sub, indent + 1)
+            else:
+                lines.append(f"{pad}{key}: {_scalar(sub)}")
+        return lines
+    if isinstance(value, list):
+        if _is_flat_list(value):
+            return [pad + _scalar(value)]
+        lines = []
+        for item in value:
+            sub = _format_value(item, indent + 1)
+            sub[0] = pad + "- " + sub[0].lstrip()
+            lines += sub
+        return lines
+    return [pad + _scalar(value)]
+
+
+def _is_flat_list(value: Any) -> bool:
+    return isinstance(value, list) and all(not isinstance(v, (dict, list)) for v in value)
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return ", ".join(_scalar(v) for v in value) if value else "(none)"
+    if isinstance(value, dict):
+        return "(none)"
+    if value is None:
+        return "-"
+    return str(value)
+
+
+def format_card(card: dict[str, Any], *, default: bool = False) -> str:
+    name = card.get("name", "?")
+    lines = [f"{name}{'  (default)' if default else ''}"]
+    first = ("version", "preset", "sha256", "dtype", "file")
+    for key in first:
+        if key in card:
+            lines.append(f"  {key + ':':<16}{_scalar(card[key])}")
+    config = card.get("config")
+    if isinstance(config, dict):
+        parts = [f"{k}={config[k]}" for k in ("cnn", "swin", "branches", "head") if k in config]
+        lines.append(f"  {'network:':<16}{', '.join(parts)}")
+    for key, value in card.items():
+        if key in first or key in ("name", "config"):
+            continue
+        label = key.replace("_", " ")
+        if isinstance(value, (dict, list)) and value and not _is_flat_list(value):
+            lines.append(f"  {label}:")
+            lines += _format_value(value, 2)
+        else:
+            lines.append(f"  {label + ':':<16}{_scalar(value)}")
+    return "\n".join(lines)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .weights import DEFAULT_MODEL, bundled_models
+
+    cards = bundled_models()
+    if not cards:
+        raise MSIQAError("no bundled models found; reinstall msiqa.")
+    print("\n\n".join(format_card(c, default=c.get("name") == DEFAULT_MODEL) for c in cards))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -780,7 +780,7 @@ def write_mrb(
         raise MSIQAError("The assessment was cut short; an incomplete result is not written as a scene.")
     if not inputs:
         raise InputError("write_mrb needs at least one input volume.")
-    path = Path(path)
+    path = Path(path).resolve()  # VTK writes bundles only to absolute paths
     if path.suffix.lower() != ".mrb":
         raise ValueError(f"{path}: a scene bundle file name must end in .mrb.")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -49,6 +49,9 @@ class NetConfig:
     branches: Branches = "both"
     agca: bool = True
     head: Head = "grid"
+    # Feed a Laplacian high-pass of the grey level beside RGB: single impulse pixels, noise and
+    # 8x8 block edges stand out in it, which a network trained from scratch finds much faster.
+    highpass: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,17 +101,23 @@ class MSIQANet(nn.Module):
         self.register_buffer("mean", torch.tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor([0.25, 0.25, 0.25]).view(1, 3, 1, 1), persistent=False)
         self.cnn = self.swin = None
+        in_chans = 4 if c.highpass else 3
+        self.register_buffer(
+            "laplacian",
+            torch.tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]]).view(1, 1, 3, 3) / 3.0,
+            persistent=False,
+        )
         cnn_ch: list[int] = [0] * 4
         swin_ch: list[int] = [0] * 4
         if c.branches in ("both", "cnn"):
             self.cnn = timm.create_model(
-                c.cnn, pretrained=False, features_only=True, out_indices=(1, 2, 3, 4), **c.cnn_kwargs
+                c.cnn, pretrained=False, features_only=True, out_indices=(1, 2, 3, 4), in_chans=in_chans, **c.cnn_kwargs
             )
             cnn_ch = self.cnn.feature_info.channels()
         if c.branches in ("both", "swin"):
             # dynamic_img_size: the attention masks follow the input, so crops and whole slices both work.
             self.swin = timm.create_model(
-                c.swin, pretrained=False, features_only=True, dynamic_img_size=True, **c.swin_kwargs
+                c.swin, pretrained=False, features_only=True, dynamic_img_size=True, in_chans=in_chans, **c.swin_kwargs
             )
             swin_ch = self.swin.feature_info.channels()
         self.fuse = nn.ModuleList(
@@ -127,7 +136,11 @@ class MSIQANet(nn.Module):
 
     def stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The 4 fused stages, each pooled to the stride-32 grid."""
-        x = (x - self.mean) / self.std
+        if self.config.highpass:
+            hp = F.conv2d(x.mean(dim=1, keepdim=True), self.laplacian, padding=1) / self.std[:, :1]
+            x = torch.cat([(x - self.mean) / self.std, hp], dim=1)
+        else:
+            x = (x - self.mean) / self.std
         grid = (max(1, x.shape[-2] // GRID_STRIDE), max(1, x.shape[-1] // GRID_STRIDE))
         cnn = self.cnn(x) if self.cnn is not None else [None] * 4
         swin = [f.permute(0, 3, 1, 2) for f in self.swin(x)] if self.swin is not None else [None] * 4

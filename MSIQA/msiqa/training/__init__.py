@@ -1,0 +1,1 @@
+"""Training, evaluation and synthetic degradations for the bundled MS-IQA model."""

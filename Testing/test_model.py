@@ -1,0 +1,47 @@
+"""The bundled, trained model: its card, its checksum, and what it says about real degradations."""
+
+import json
+
+import numpy as np
+import pytest
+
+from msiqa.assess import assess
+from msiqa.sample_data import load_sample_study
+from msiqa.weights import WEIGHTS_DIR, bundled_models, sha256_of
+
+
+def test_bundled_card_describes_a_trained_model(bundled_model):
+    card = bundled_model.card
+    assert card["name"] == "msiqa-compact"
+    assert card["sha256"] == sha256_of(WEIGHTS_DIR / "msiqa-compact.safetensors")
+    assert card["training_data"]["scenes"] >= 12
+    assert card["train_config"]["steps"] > 0
+    assert "cross_validation" in card and card["cross_validation"]["srocc"]["mean"] > 0
+    assert (WEIGHTS_DIR / "msiqa-compact.safetensors").stat().st_size <= 25 * 2**20
+    assert [c["name"] for c in bundled_models()] == ["msiqa-compact"]
+
+
+def test_training_recipe_is_committed_beside_the_weights(bundled_model):
+    recipe = json.loads((WEIGHTS_DIR / "msiqa-compact.train.json").read_text())
+    assert recipe == bundled_model.card["train_config"]
+
+
+@pytest.fixture(scope="module")
+def sample_assessment(bundled_model):
+    study = load_sample_study()
+    return study, assess(ct=study.ct_path, pet=study.pet_path, model=bundled_model, device="cpu")
+
+
+def test_sample_study_degraded_slices_score_lower_than_clean(sample_assessment):
+    study, a = sample_assessment
+    degraded = a.scores[study.degraded_slices()]
+    clean = a.scores[study.clean_slices()]
+    assert degraded.mean() < clean.mean()
+
+
+def test_heavily_compressed_sample_slices_score_below_every_clean_neighbourhood(sample_assessment):
+    study, a = sample_assessment
+    ranges = {r["name"]: r for r in study.info["degraded_ranges"]}
+    r = ranges["heavy_compression"]
+    compressed = a.scores[r["first"] : r["last"] + 1]
+    assert compressed.max() < np.median(a.scores[study.clean_slices()])

@@ -1,0 +1,142 @@
+"""Leave-scenes-out cross-validation on the development set: the bundled configuration,
+its ablations and hand-made baselines, each row with the same training budget.
+
+    python benchmarks/accuracy.py --data ../shared/petct-iqa-dev --folds 3 --steps 500 --jobs 2
+
+Each (row, fold) result is cached as one JSON line in --cache, so an interrupted run resumes;
+the table (mean +- std over folds) is printed and written to benchmarks/RESULTS.md.
+Needs the development data (not in the repository): this is a benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROWS: dict[str, dict] = {
+    "compact (bundled configuration)": {},
+    "ablation: ResNet branch only": {"overrides": {"branches": "cnn"}},
+    "ablation: Swin branch only": {"overrides": {"branches": "swin"}},
+    "ablation: no AGCA": {"overrides": {"agca": False}},
+    "ablation: released head (pooled before score/weight)": {"overrides": {"head": "pooled"}},
+    "ablation: no synthetic data": {"synthetic": 0.0},
+    "ablation: synthetic, uncalibrated labels": {"labels": "fixed"},
+}
+BASELINES = ["8x8 blockiness", "noise estimate", "impulse density", "hand-made regression (3 features)"]
+
+
+def folds_of(scenes: list[str], k: int) -> list[list[str]]:
+    return [scenes[i::k] for i in range(k)]
+
+
+def run_network(row: str, fold: int, args) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MSIQA"))
+    from msiqa.training.datasets import load_labelled_folder
+    from msiqa.training.metrics import correlations
+    from msiqa.training.train import TrainConfig, predict, train
+
+    data = Path(args.data)
+    samples = load_labelled_folder(data / "images", data / "labels.csv")
+    held = set(folds_of(sorted({s.scene for s in samples}), args.folds)[fold])
+    base = json.loads((Path(__file__).resolve().parents[1] / "MSIQA/msiqa/weights/msiqa-compact.train.json").read_text())
+    config = TrainConfig(**{**base, **ROWS[row], "steps": args.steps, "seed": fold})
+    net = train([s for s in samples if s.scene not in held], config, progress=False, log=lambda m: None)
+    val = [s for s in samples if s.scene in held]
+    pred = predict(net, [s.image for s in val])
+    return correlations(pred, [s.mos for s in val], [s.scene for s in val])
+
+
+def run_baselines(args) -> list[tuple[str, int, dict]]:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MSIQA"))
+    from msiqa.training.datasets import load_labelled_folder
+    from msiqa.training.handcrafted import Calibration, features
+    from msiqa.training.metrics import correlations
+
+    data = Path(args.data)
+    samples = load_labelled_folder(data / "images", data / "labels.csv")
+    feats = np.array([features(s.image) for s in samples])
+    mos = np.array([s.mos for s in samples])
+    scenes = np.array([s.scene for s in samples])
+    out = []
+    for fold, held in enumerate(folds_of(sorted(set(scenes)), args.folds)):
+        v = np.isin(scenes, held)
+        # Lower impulse density, noise and blockiness mean better quality: negate.
+        for j, name in enumerate(BASELINES[:3][::-1]):
+            col = {"impulse density": 0, "noise estimate": 1, "8x8 blockiness": 2}[name]
+            out.append((name, fold, correlations(-feats[v, col], mos[v], scenes[v])))
+        cal = Calibration.fit(feats[~v], mos[~v])
+        out.append((BASELINES[3], fold, correlations(cal(feats[v]), mos[v], scenes[v])))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/petct-iqa-dev"))
+    ap.add_argument("--folds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--rows", nargs="*", help="subset of rows (default: all)")
+    ap.add_argument("--cache", default="benchmarks/accuracy_cache.jsonl")
+    ap.add_argument("--out", default="benchmarks/RESULTS.md")
+    args = ap.parse_args()
+
+    cache = Path(args.cache)
+    done: dict[tuple[str, int], dict] = {}
+    if cache.exists():
+        for line in cache.read_text().splitlines():
+            r = json.loads(line)
+            if r["steps"] == args.steps and r["folds"] == args.folds:
+                done[(r["row"], r["fold"])] = r["metrics"]
+
+    def record(row: str, fold: int, metrics: dict) -> None:
+        done[(row, fold)] = metrics
+        with open(cache, "a") as f:
+            f.write(json.dumps({"row": row, "fold": fold, "steps": args.steps, "folds": args.folds, "metrics": metrics}) + "\n")
+        print(f"{row} fold {fold}: SROCC {metrics['srocc']:.3f} within {metrics['within_scene_srocc']:.3f}", flush=True)
+
+    if not all((b, f) in done for b in BASELINES for f in range(args.folds)):
+        for row, fold, m in run_baselines(args):
+            record(row, fold, m)
+    todo = [(r, f) for r in (args.rows or ROWS) for f in range(args.folds) if (r, f) not in done]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        futures = {pool.submit(run_network, r, f, args): (r, f) for r, f in todo}
+        for fut, (r, f) in futures.items():
+            record(r, f, fut.result())
+    write_table(done, args)
+
+
+def write_table(done: dict, args) -> None:
+    lines = [
+        "# Accuracy benchmark: leave-scenes-out cross-validation",
+        "",
+        f"Development set: ../shared/petct-iqa-dev (324 images, 12 scenes; Li et al., MICCAI 2025, arXiv 2506.20200).",
+        f"{args.folds} folds, each holding out {12 // args.folds} whole scenes; every network row trained from scratch",
+        f"with the same budget ({args.steps} steps of 24 crops of 128x128, seed = fold), scored on whole 512x512 images.",
+        "Mean +- standard deviation over folds. `sum` = PLCC + SROCC + KROCC (the LDCTIQAC2023 figure).",
+        "",
+        f"Command: `python benchmarks/accuracy.py --folds {args.folds} --steps {args.steps}`",
+        "",
+        "| row | PLCC | SROCC | KROCC | sum | within-scene SROCC | folds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in list(ROWS) + BASELINES:
+        ms = [done[(row, f)] for f in range(args.folds) if (row, f) in done]
+        if not ms:
+            continue
+        cell = lambda k: f"{np.mean([m[k] for m in ms]):.3f} +- {np.std([m[k] for m in ms]):.3f}"
+        lines.append(f"| {row} | {cell('plcc')} | {cell('srocc')} | {cell('krocc')} | {cell('sum')} | {cell('within_scene_srocc')} | {len(ms)} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    Path(args.out).write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Training pieces: metrics, degradations, calibration, dataset layouts, resumable training."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy import stats
+
+from msiqa.render import SliceRenderer
+from msiqa.sample_data import load_sample_study
+from msiqa.training import handcrafted
+from msiqa.training.datasets import load_dataset
+from msiqa.training.degrade import FAMILIES, degrade, split_layers
+from msiqa.training.metrics import correlations
+from msiqa.training.train import TrainConfig, ranking_loss, train
+from msiqa.render import fuse
+
+
+@pytest.fixture(scope="module")
+def pictures():
+    study = load_sample_study()
+    r = SliceRenderer(ct=study.ct_path, pet=study.pet_path)
+    return r.render(12, 20)  # clean slices, 160x160
+
+
+def test_correlations_match_scipy_and_group_by_scene():
+    rng = np.random.default_rng(0)
+    mos = rng.uniform(0, 4, 30)
+    pred = mos + rng.normal(0, 0.5, 30)
+    scenes = ["a"] * 15 + ["b"] * 15
+    m = correlations(pred, mos, scenes)
+    assert m["srocc"] == pytest.approx(stats.spearmanr(pred, mos)[0])
+    assert m["sum"] == pytest.approx(m["plcc"] + m["srocc"] + m["krocc"])
+    within = np.mean([stats.spearmanr(pred[s], mos[s])[0] for s in (slice(0, 15), slice(15, 30))])
+    assert m["within_scene_srocc"] == pytest.approx(within)
+    with pytest.raises(ValueError):
+        correlations([1, 1, 1], [1, 2, 3])
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_each_degradation_changes_the_picture_more_when_stronger(pictures, family):
+    img = pictures[0]
+    weak = degrade(img, family, 0.1, np.random.default_rng(1))
+    strong = degrade(img, family, 1.0, np.random.default_rng(1))
+    assert weak.shape == img.shape and weak.dtype == np.uint8
+    err = lambda a: np.abs(a.astype(float) - img).mean()
+    assert 0 < err(weak) < err(strong)
+    again = degrade(img, family, 1.0, np.random.default_rng(1))
+    assert np.array_equal(strong, again)
+
+
+def test_local_degradation_stays_in_its_region(pictures):
+    img = pictures[0]
+    region = (slice(32, 96), slice(64, 128))
+    out = degrade(img, "impulse", 1.0, np.random.default_rng(0), region)
+    outside = np.ones(img.shape[:2], bool)
+    outside[region] = False
+    assert np.array_equal(out[outside], img[outside])
+    assert not np.array_equal(out[region], img[region])
+
+
+def test_fused_layers_split_and_blend_back(pictures):
+    ct, pet = split_layers(pictures[0])
+    assert np.abs(fuse(ct, pet, 0.4).astype(int) - pictures[0]).mean() < 1.0
+
+
+def test_handcrafted_measures_see_their_degradation(pictures):
+    img = pictures[0]
+    rng = np.random.default_rng(0)
+    assert handcrafted.impulse_density(degrade(img, "impulse", 1.0, rng)) > 5 * handcrafted.impulse_density(img) + 1e-3
+    assert handcrafted.noise_sigma(degrade(img, "gaussian_noise", 1.0, rng)) > 2 * handcrafted.noise_sigma(img)
+    assert handcrafted.blockiness(degrade(img, "jpeg8", 1.0, rng)) > handcrafted.blockiness(img) + 0.1
+
+
+def test_calibration_recovers_a_linear_map():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 3))
+    y = x @ np.array([-1.0, 0.5, 2.0]) + 3.0
+    cal = handcrafted.Calibration.fit(x, y, ridge=0.0)
+    assert np.allclose(cal.coef, [-1.0, 0.5, 2.0]) and cal.intercept == pytest.approx(3.0)
+
+
+def test_ranking_loss_only_compares_versions_of_one_scene():
+    target = torch.tensor([3.0, 1.0, 3.0, 1.0])
+    groups = torch.tensor([0, 0, 1, 1])
+    right = torch.tensor([3.0, 1.0, 1.0, 3.0])  # scene 1 inverted
+    assert ranking_loss(right, target, groups) > 0
+    assert ranking_loss(torch.tensor([3.0, 1.0, 3.0, 1.0]), target, groups) == 0
+    assert ranking_loss(torch.tensor([3.0, 1.0, 3.0, 1.0]), target, torch.tensor([0, 1, 2, 3])) == 0
+
+
+@pytest.fixture(scope="module")
+def dataset_folder(tmp_path_factory, pictures):
+    d = tmp_path_factory.mktemp("ds")
+    (d / "images").mkdir()
+    rows = ["image,mos,scene"]
+    for i, p in enumerate(pictures[:6]):
+        for q, mos in ((95, 3.5), (10, 1.0)):
+            name = f"{i}_{q}.jpg"
+            Image.fromarray(p).save(d / "images" / name, quality=q)
+            rows.append(f"{name},{mos},S{i % 3}")
+    (d / "labels.csv").write_text("\n".join(rows) + "\n")
+    return d
+
+
+def test_dataset_layouts(dataset_folder, tmp_path):
+    s = load_dataset(dataset_folder / "images", dataset_folder / "labels.csv")
+    assert len(s) == 12 and {x.scene for x in s} == {"S0", "S1", "S2"}
+    assert s[0].image.shape == (160, 160, 3) and s[0].jpeg_q > 0
+    (tmp_path / "scores.json").write_text(json.dumps({x.name: x.mos for x in s}))
+    ldct = load_dataset(dataset_folder / "images", tmp_path / "scores.json")
+    assert sorted(x.mos for x in ldct) == sorted(x.mos for x in s)
+    study = load_sample_study()
+    (tmp_path / "vol.csv").write_text(f"ct,pet,rgb,slice,mos,scene\n{study.ct_path},{study.pet_path},,14,3.0,A\n")
+    vol = load_dataset(tmp_path / "vol.csv")
+    expected = SliceRenderer(ct=study.ct_path, pet=study.pet_path).render(14, 15)[0]
+    assert np.array_equal(vol[0].image, expected)
+
+
+def test_training_resumes_exactly_from_its_checkpoint(dataset_folder, tmp_path):
+    samples = load_dataset(dataset_folder / "images", dataset_folder / "labels.csv")
+    cfg = dict(steps=4, batch_scenes=2, per_scene=2, crop=64, warmup=1, checkpoint_every=2, synthetic=0.5)
+    whole = train(samples, TrainConfig(**cfg), out_dir=tmp_path / "a", progress=False, log=lambda m: None)
+    # Stop after 2 steps, then resume to 4 from the checkpoint.
+    train(samples, TrainConfig(**{**cfg, "steps": 2}), out_dir=tmp_path / "b", progress=False, log=lambda m: None)
+    resumed = train(samples, TrainConfig(**cfg), out_dir=tmp_path / "b", progress=False, log=lambda m: None)
+    assert (tmp_path / "b" / "checkpoint.safetensors").exists()
+    for (k, v), w in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(v.float(), w.float(), atol=1e-6), k

@@ -564,6 +564,23 @@ def set_overlay(scene, heatmap_node, *, visible: bool = True, opacity: float = D
     return count
 
 
+def _add_series(scene, table_node, ref_id: str, role: str, name: str, y_column: str,
+                marker: int, line: int, color: tuple[float, float, float]):
+    """A plot series of ``y_column`` against slice, from the results table."""
+    series = slicer.vtkMRMLPlotSeriesNode()
+    series.SetName(name)
+    _tag(series, ref_id, role)
+    scene.AddNode(series)
+    series.SetAndObserveTableNodeID(table_node.GetID())
+    series.SetXColumnName("slice")
+    series.SetYColumnName(y_column)
+    series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter)
+    series.SetMarkerStyle(marker)
+    series.SetLineStyle(line)
+    series.SetColor(*color)
+    return series
+
+
 def show_results(
     scene,
     assessment: Assessment,
@@ -595,30 +612,12 @@ def show_results(
     scene.AddNode(table_node)
     _fill_table(table_node, assessment)
 
-    series = slicer.vtkMRMLPlotSeriesNode()
-    series.SetName(f"{base} quality")
-    _tag(series, ref_id, "series")
-    scene.AddNode(series)
-    series.SetAndObserveTableNodeID(table_node.GetID())
-    series.SetXColumnName("slice")
-    series.SetYColumnName("score")
-    series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter)
-    series.SetMarkerStyle(slicer.vtkMRMLPlotSeriesNode.MarkerStyleCircle)
+    P = slicer.vtkMRMLPlotSeriesNode
+    series = _add_series(scene, table_node, ref_id, "series", f"{base} quality", "score",
+                         P.MarkerStyleCircle, P.LineStyleSolid, (0.16, 0.38, 0.71))
     series.SetMarkerSize(6)
-    series.SetLineStyle(slicer.vtkMRMLPlotSeriesNode.LineStyleSolid)
-    series.SetColor(0.16, 0.38, 0.71)
-
-    threshold_series = slicer.vtkMRMLPlotSeriesNode()
-    threshold_series.SetName("threshold")
-    _tag(threshold_series, ref_id, "threshold")
-    scene.AddNode(threshold_series)
-    threshold_series.SetAndObserveTableNodeID(table_node.GetID())
-    threshold_series.SetXColumnName("slice")
-    threshold_series.SetYColumnName("threshold")
-    threshold_series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter)
-    threshold_series.SetMarkerStyle(slicer.vtkMRMLPlotSeriesNode.MarkerStyleNone)
-    threshold_series.SetLineStyle(slicer.vtkMRMLPlotSeriesNode.LineStyleDash)
-    threshold_series.SetColor(0.85, 0.15, 0.15)
+    threshold_series = _add_series(scene, table_node, ref_id, "threshold", "threshold", "threshold",
+                                   P.MarkerStyleNone, P.LineStyleDash, (0.85, 0.15, 0.15))
 
     chart = slicer.vtkMRMLPlotChartNode()
     chart.SetName(f"{base} MS-IQA chart")

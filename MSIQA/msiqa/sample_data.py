@@ -13,7 +13,6 @@ simulation parameters, SUV bookkeeping) and the sha256 of both volumes;
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from .errors import InputError
+from .checksums import sha256_of
 
 __all__ = [
     "SAMPLE_DIR",
@@ -40,12 +40,6 @@ PET_FILE = "sample_pet.nrrd"
 INFO_FILE = "sample_study.json"
 
 
-def sha256_of(path: Path | str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from PIL import Image
 
 import msiqa
 from msiqa import cli
-from msiqa.assess import Scorer, assess
+from msiqa.assess import assess
 from msiqa.render import SliceRenderer
 from msiqa.results import Geometry
 from msiqa.weights import DEFAULT_MODEL, bundled_models
@@ -319,7 +319,7 @@ def test_score_missing_and_unreadable(tmp_path, capsys):
 
 
 def test_demo_runs(tmp_path, capsys):
-    sample_data = pytest.importorskip("msiqa.sample_data")
+    from msiqa import sample_data
     study = sample_data.load_sample_study()
     out = tmp_path / "demo"
     assert cli.main(["demo", "--out", str(out), "--device", "cpu", "--batch-size", "8", "-q"]) == 0

@@ -62,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     degraded = "degraded" if k in study.degraded_slices() else "clean"
     print(f"{out}: slice {k} ({degraded} in the sample study), score {assessment.scores[k]:.2f}")
+    from msiqa.report import plot_scores
+
+    plot_scores(assessment, args.out / "chart.png")
+    print(f"{args.out / 'chart.png'}: the per-slice chart")
     return 0
 
 

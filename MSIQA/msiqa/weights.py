@@ -70,6 +70,7 @@ def save_model(net: MSIQANet, path: str | Path, card: dict[str, Any], *, half: b
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata={"format": "pt"})
     os.replace(tmp, path)
+    os.chmod(path, 0o644)  # safetensors writes owner-only files; weights are meant to be shared
     card = {**card, "config": net.config.to_dict(), "file": path.name, "sha256": sha256_of(path),
             "dtype": str(dtype).removeprefix("torch.")}
     card_path(path).write_text(json.dumps(card, indent=2) + "\n")

@@ -7,7 +7,18 @@ import datetime
 import json
 from pathlib import Path
 
-import numpy as np
+
+
+ARCHITECTURE = (
+    "MSIQANet: timm ResNet + Swin Transformer (features_only, 4 stages each, RGB + Laplacian high-pass "
+    "input), per-stage concat/1x1 conv/pool to the stride-32 grid, AGCA channel attention, per-cell "
+    "score and weight, score = sum(s*w)/sum(w); trained from scratch (no ImageNet weights)"
+)
+DATA_LICENCE = (
+    "Trained on the PET-CT-IQA-DS development images and radiologist scores released with Li et al., "
+    "MICCAI 2025 (arXiv 2506.20200); no licence is stated for them: the images are not distributed, "
+    "cite the paper when reporting results on them."
+)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -45,6 +56,8 @@ def _train(args: argparse.Namespace) -> int:
         "name": args.name,
         "version": __version__,
         "preset": config.preset,
+        "architecture": ARCHITECTURE,
+        "data_licence": DATA_LICENCE,
         "trained": datetime.date.today().isoformat(),
         "training_data": {
             "source": str(args.images),

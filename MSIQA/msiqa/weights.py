@@ -46,7 +46,7 @@ def card_path(weights: Path) -> Path:
 
 def bundled_models() -> list[dict[str, Any]]:
     """Model cards of the models shipped inside the package."""
-    return [json.loads(p.read_text()) for p in sorted(WEIGHTS_DIR.glob("*.json"))]
+    return [json.loads(card_path(p).read_text()) for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))]
 
 
 def resolve(name_or_path: str | Path | None) -> Path:

@@ -68,9 +68,8 @@ def run_baselines(args) -> list[tuple[str, int, dict]]:
     out = []
     for fold, held in enumerate(folds_of(sorted(set(scenes)), args.folds)):
         v = np.isin(scenes, held)
-        # Lower impulse density, noise and blockiness mean better quality: negate.
-        for j, name in enumerate(BASELINES[:3][::-1]):
-            col = {"impulse density": 0, "noise estimate": 1, "8x8 blockiness": 2}[name]
+        # Columns of handcrafted.features; lower impulse density, noise and blockiness mean better quality.
+        for col, name in enumerate(["impulse density", "noise estimate", "8x8 blockiness"]):
             out.append((name, fold, correlations(-feats[v, col], mos[v], scenes[v])))
         cal = Calibration.fit(feats[~v], mos[~v])
         out.append((BASELINES[3], fold, correlations(cal(feats[v]), mos[v], scenes[v])))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -58,7 +58,7 @@ class Assessment:
         return self.scores < self.threshold
 
     def with_threshold(self, threshold: float) -> "Assessment":
-        return Assessment(self.scores, self.heatmap, self.geometry, float(threshold), self.rendering, self.model, self.complete)
+        return replace(self, threshold=float(threshold))
 
     def summary(self) -> dict[str, Any]:
         s = self.scores.astype(np.float64)

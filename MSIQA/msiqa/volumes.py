@@ -90,7 +90,7 @@ def check_volume(image: sitk.Image, role: str, *, rgb: bool = False) -> sitk.Ima
             f"{role}: expected a grey-scale volume, this one has {ncomp} components per voxel. "
             "Pass an RGB fused PET/CT volume with --rgb."
         )
-    if min(image.GetSize()) < 1 or np.prod(image.GetSize()) == 0:
+    if min(image.GetSize()) < 1:
         raise InputError(f"{role}: the volume is empty (size {image.GetSize()}).")
     a = sitk.GetArrayViewFromImage(image)
     if a.dtype.kind == "f":

@@ -58,9 +58,7 @@ def load_ldct_layout(images_dir: str | Path, scores_json: str | Path) -> list[Sa
     scores = json.loads(Path(scores_json).read_text())
     out = []
     for name, score in sorted(scores.items()):
-        img, q = _read_rgb(Path(images_dir) / name)
-        if img.ndim == 2:
-            img = np.repeat(img[..., None], 3, -1)
+        img, q = _read_rgb(Path(images_dir) / name)  # grey files come back as RGB
         out.append(Sample(name, img, float(score), name, q))
     return out
 

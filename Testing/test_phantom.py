@@ -131,7 +131,7 @@ def test_low_dose_ct_is_noisier(volumes, ph):
     ct, _, _ = volumes
     low = _range("ct_low_dose")
     clean = [k for k in range(low[0] - 4, low[-1] + 5) if k not in low]
-    assert all(phantom._range_of(k) is None for k in clean)
+    assert all(phantom.range_of(k) is None for k in clean)
     n_low, n_clean = _noise(ct, ph, low), _noise(ct, ph, clean)
     assert 5 < n_clean < 30  # HU, a plausible clinical level
     assert n_low > 2.5 * n_clean

@@ -82,7 +82,7 @@ def simulate_slices(noise_seed: int, anatomy_seed: int | None = None) -> list[Ph
     """Every clean slice of one simulated study (the sample study's fault ranges left out)."""
     from .. import phantom
 
-    clean_ks = [k for k in range(phantom.N_SLICES) if phantom._range_of(k) is None]
+    clean_ks = [k for k in range(phantom.N_SLICES) if phantom.range_of(k) is None]
     vol = phantom.simulate_volumes(noise_seed, slices=clean_ks)
     ct_img = _image(vol.ct_hu, phantom.CT_SPACING, phantom.CT_ORIGIN)
     pet_img = _image(vol.pet_bqml, phantom.PET_SPACING, phantom.PET_ORIGIN)

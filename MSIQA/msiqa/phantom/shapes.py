@@ -46,15 +46,28 @@ def sd_box(X, Y, cx, cy, hw, hh):
 
 
 class Canvas:
-    """Property volumes for a painter's algorithm with anti-aliased (partial-volume) edges."""
+    """Property volumes for a painter's algorithm with anti-aliased (partial-volume) edges.
 
-    def __init__(self, shape, pixel_mm):
+    ``uptake`` gives this patient's SUV per tissue name (default: the tissue's own SUV).
+    """
+
+    def __init__(self, shape, pixel_mm, uptake: dict[str, float] | None = None):
         self.px = pixel_mm
+        self.uptake = dict(uptake or {})
         self.label = np.zeros(shape, np.uint8)
         self.hu = np.full(shape, TISSUES["air"].hu, np.float64)
         self.mu70 = np.zeros(shape, np.float64)
         self.mu511 = np.zeros(shape, np.float64)
         self.suv = np.zeros(shape, np.float64)
+
+    def blend(self, k, where, alpha, tissue, suv=None):
+        """Cover ``alpha`` (0..1) of the pixels ``where`` of slice k with ``tissue``."""
+        keep = 1.0 - alpha
+        if suv is None:
+            suv = self.uptake.get(tissue.name, tissue.suv)
+        for vol, value in ((self.hu, tissue.hu), (self.mu70, tissue.mu70), (self.mu511, tissue.mu511), (self.suv, suv)):
+            vol[k][where] = vol[k][where] * keep + value * alpha
+        self.label[k][where][alpha >= 0.5] = tissue.label
 
 
 def paint_segments(cv: Canvas, k, X, Y, z, segs, tissue, where):
@@ -79,14 +92,7 @@ def paint_segments(cv: Canvas, k, X, Y, z, segs, tissue, where):
         alpha = np.clip(0.5 - sd / px, 0, 1) * where[j0:j1, i0:i1]
         if not np.any(alpha):
             continue
-        sl = (slice(j0, j1), slice(i0, i1))
-        keep = 1 - alpha
-        cv.hu[k][sl] = cv.hu[k][sl] * keep + tissue.hu * alpha
-        cv.mu70[k][sl] = cv.mu70[k][sl] * keep + tissue.mu70 * alpha
-        cv.mu511[k][sl] = cv.mu511[k][sl] * keep + tissue.mu511 * alpha
-        cv.suv[k][sl] = cv.suv[k][sl] * keep + tissue.suv * alpha
-        lab = cv.label[k][sl]
-        lab[alpha >= 0.5] = tissue.label
+        cv.blend(k, (slice(j0, j1), slice(i0, i1)), alpha, tissue)
 
 
 class SliceCanvas:
@@ -102,12 +108,7 @@ class SliceCanvas:
             alpha = alpha * where
         if not np.any(alpha):
             return
-        keep = 1.0 - alpha
-        cv.hu[k] = cv.hu[k] * keep + tissue.hu * alpha
-        cv.mu70[k] = cv.mu70[k] * keep + tissue.mu70 * alpha
-        cv.mu511[k] = cv.mu511[k] * keep + tissue.mu511 * alpha
-        cv.suv[k] = cv.suv[k] * keep + (tissue.suv if suv is None else suv) * alpha
-        cv.label[k][alpha >= 0.5] = tissue.label
+        cv.blend(k, ..., alpha, tissue, suv)
 
 
 def ellipsoid_section(z, cz, cc):

@@ -1,24 +1,32 @@
-"""What can go wrong with a slice, and the faults that happen after reconstruction.
+"""What can go wrong with a slice, simulated where the scanner makes it.
 
 An :class:`Acquisition` holds the settings one slice was acquired and stored with; its
-defaults are a clean study. The scanners (``ct``, ``pet``) read the fields that belong to
-their own physics; lossy storage of the reconstructed CT (block-DCT compression, impulse
-pixels) is done here.
+defaults are a clean study. Each scanner reads the fields of its own physics: the CT
+(``ct``) its photon count, the patient's motion during the rotation and metal in the beam;
+the PET (``pet``) its counts, breathing during the frame and the breathing state it was
+acquired in against the CT's. Lossy storage of the reconstructed CT (block-DCT compression,
+impulse pixels) is done here. :data:`FAULTS` names each fault family, the cause the model
+should give it and what its severity parameter means.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+
+from ..causes import CAUSES
 
 
 @dataclass(frozen=True)
 class Acquisition:
     ct_dose_reduction: float = 1.0  # incident CT photons divided by this
-    ct_motion_mm: float = 0.0  # peak in-plane displacement of the patient during the CT rotation
+    ct_motion_mm: float = 0.0  # peak-to-peak in-plane displacement of the patient during the CT rotation
+    ct_metal_mm: float = 0.0  # diameter of steel pedicle screws in the slice (0: no metal)
     pet_count_reduction: float = 1.0  # PET counts divided by this (shorter frame or lower dose)
+    pet_breathing_mm: float = 0.0  # peak-to-peak diaphragm excursion while the PET frame is acquired
+    pet_shift_mm: float = 0.0  # diaphragm of the PET frame this much lower than in the CT (+: caudal)
     jpeg_quality: int | None = None  # CT stored through 8x8 block-DCT quantisation at this quality
     impulse_fraction: float = 0.0  # fraction of CT pixels stored as salt-and-pepper
 
@@ -26,8 +34,39 @@ class Acquisition:
     def stored_lossy(self) -> bool:
         return self.jpeg_quality is not None or self.impulse_fraction > 0
 
+    @property
+    def pet_moves(self) -> bool:
+        return self.pet_breathing_mm > 0 or self.pet_shift_mm != 0
+
 
 CLEAN = Acquisition()
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One fault family: its severity parameter and the acquisition that has it."""
+
+    cause: str  # the name msiqa.causes gives it
+    parameter: str  # what the severity is, with its unit
+    field: str  # the Acquisition field the severity sets
+    worse_when_lower: bool = False  # JPEG quality: a lower number is a stronger fault
+
+    def acquisition(self, severity: float) -> Acquisition:
+        value = int(severity) if self.field == "jpeg_quality" else float(severity)
+        return replace(CLEAN, **{self.field: value})
+
+
+FAULTS: dict[str, Fault] = {
+    "pet_low_counts": Fault("pet_low_counts", "count reduction factor (x fewer PET counts)", "pet_count_reduction"),
+    "ct_low_dose": Fault("ct_low_dose", "photon reduction factor (x fewer CT photons)", "ct_dose_reduction"),
+    "pet_respiratory_motion": Fault("motion", "peak-to-peak diaphragm excursion during the PET frame (mm)", "pet_breathing_mm"),
+    "misregistration": Fault("misregistration", "diaphragm offset of the PET against the CT (mm, caudal)", "pet_shift_mm"),
+    "ct_motion": Fault("motion", "peak-to-peak in-plane patient displacement during the CT rotation (mm)", "ct_motion_mm"),
+    "metal_streaks": Fault("streaks", "diameter of the steel pedicle screws (mm)", "ct_metal_mm"),
+    "compression": Fault("compression", "JPEG quality of the stored CT (lower is stronger)", "jpeg_quality", True),
+    "impulse": Fault("impulse", "fraction of CT pixels stored as impulses", "impulse_fraction"),
+}
+assert all(f.cause in CAUSES for f in FAULTS.values())
 
 _JPEG_LUMA = np.array(
     [

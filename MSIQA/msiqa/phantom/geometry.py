@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import numpy as np
 
-N_SLICES = 60
+N_SLICES = 110
 CT_N = 160
 CT_PIXEL_MM = 2.5
 SLICE_MM = 3.0
+TOP_SLICE_Z_MM = 156.0  # the thoracic inlet; the study reaches down into the upper abdomen
 CT_SHAPE = (N_SLICES, CT_N, CT_N)  # (k, j, i)
 CT_SPACING = (CT_PIXEL_MM, CT_PIXEL_MM, SLICE_MM)  # (x, y, z) as SimpleITK wants it
 CT_ORIGIN = (
     -(CT_N - 1) / 2 * CT_PIXEL_MM,
     -(CT_N - 1) / 2 * CT_PIXEL_MM,
-    -(N_SLICES - 1) / 2 * SLICE_MM,
+    TOP_SLICE_Z_MM - (N_SLICES - 1) * SLICE_MM,
 )
 
 PET_N = 96

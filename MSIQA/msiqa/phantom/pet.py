@@ -1,6 +1,14 @@
 """The PET scanner: 511 keV attenuation, detector blur, a uniform randoms + scatter
 background, Poisson counts and OSEM with an attenuation-corrected system model on the
-scanner's own coarser grid, then a light Gaussian post-filter; images are in Bq/ml."""
+scanner's own coarser grid, then a light Gaussian post-filter; images are in Bq/ml.
+
+Its faults happen in that chain: fewer counts (a shorter frame or a lower dose: Poisson
+noise), breathing during the frame (the emission is the average over the breathing cycle:
+blur at the diaphragm), and a breathing state that differs from the CT's (the emission and
+the true attenuation come from organs that sit elsewhere than in the CT-based attenuation
+map the reconstruction uses: the PET is shifted against the CT, with attenuation-correction
+errors at the liver dome and lung bases).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from .anatomy import Phantom, make_phantom
+from .breathing import at_excursion, cycle_excursions_mm
 from .faults import Acquisition
 from .geometry import CT_N, CT_PIXEL_MM, N_SLICES, PET_CENTER_MM, PET_N, PET_PIXEL_MM, SLICE_MM, slice_rng
 from .projector import build_projector
@@ -38,8 +47,9 @@ def _pet_projectors():
 
 
 @functools.lru_cache(maxsize=2)
-def _pet_noise_free(anatomy_seed: int):
-    """Noise-free attenuated trues (per unit sensitivity), attenuation factors, sensitivity.
+def _pet_noise_free(anatomy_seed: int | None):
+    """Noise-free attenuated trues (per unit sensitivity), attenuation factors, sensitivity,
+    and the activity seen through the detector blur.
 
     The sensitivity (counts per unit of attenuated line integral of Bq/ml x mm) is fixed
     for the study, chosen so that an average slice gives PET_TRUES_PER_SLICE trues.
@@ -53,22 +63,55 @@ def _pet_noise_free(anatomy_seed: int):
     atten = np.exp(-np.asarray(fine @ ph.mu511.reshape(n, -1).T, dtype=np.float64))
     trues = atten * lines
     sens = PET_TRUES_PER_SLICE / trues.sum(axis=0).mean()
-    return trues, atten, sens
+    return trues, atten, sens, act
 
 
-def scan_pet(ph: Phantom, ks: np.ndarray, seed: int, acqs: Sequence[Acquisition]) -> np.ndarray:
-    """PET slices ks (float32 Bq/ml on the PET grid), each acquired as its Acquisition says."""
-    trues_all, atten_all, sens = _pet_noise_free(ph.anatomy_seed)
+def _moving_trues(ph: Phantom, k: int, act: np.ndarray, excursions_mm) -> tuple[np.ndarray, np.ndarray]:
+    """Trues of slice k averaged over breathing states (the patient's true attenuation moves
+    with the organs), and the attenuation factors averaged over the same states."""
+    fine, _ = _pet_projectors()
+    trues, atten = 0.0, 0.0
+    for e in excursions_mm:
+        a = at_excursion(act, ph, np.array([k]), e).reshape(-1).astype(np.float32)
+        mu = at_excursion(ph.mu511, ph, np.array([k]), e).reshape(-1)
+        att = np.exp(-np.asarray(fine @ mu, np.float64))
+        trues, atten = trues + att * np.asarray(fine @ a, np.float64), atten + att
+    return trues / len(excursions_mm), atten / len(excursions_mm)
+
+
+# What the reconstruction corrects attenuation with: the CT-based map (the CT's state of the
+# patient, as a scanner does), the patient's own map during the frame (what a perfectly
+# registered CT would give), or nothing (the NAC image, not in Bq/ml).
+ATTENUATION_MAPS = ("ct", "matched", "none")
+
+
+def scan_pet(ph: Phantom, ks: np.ndarray, seed: int, acqs: Sequence[Acquisition], noisy: bool = True,
+             attenuation: str = "ct") -> np.ndarray:
+    """PET slices ks (float32 Bq/ml on the PET grid), each acquired as its Acquisition says.
+
+    ``noisy=False`` reconstructs the expected counts instead of a Poisson draw of them;
+    ``attenuation`` is one of ATTENUATION_MAPS.
+    """
+    if attenuation not in ATTENUATION_MAPS:
+        raise ValueError(f"attenuation must be one of {ATTENUATION_MAPS}, not {attenuation!r}")
+    trues_all, atten_all, sens, act = _pet_noise_free(ph.anatomy_seed)
     _, subsets = _pet_projectors()
-    trues = trues_all[:, ks]
-    atten = atten_all[:, ks]
+    trues = trues_all[:, ks].copy()
+    atten = atten_all[:, ks].copy() if attenuation != "none" else np.ones((trues.shape[0], len(ks)))
+    for c, (k, acq) in enumerate(zip(ks, acqs)):
+        if acq.pet_moves:
+            cycle = cycle_excursions_mm(acq.pet_breathing_mm) if acq.pet_breathing_mm > 0 else np.zeros(1)
+            trues[:, c], own = _moving_trues(ph, k, act, cycle + acq.pet_shift_mm)
+            if attenuation == "matched":
+                atten[:, c] = own
     scale = np.array([sens / acq.pet_count_reduction for acq in acqs])
     expected = trues * scale[None, :]
     f = PET_RANDOMS_SCATTER_FRACTION
     background = (f / (1 - f)) * expected.sum(axis=0) / expected.shape[0]  # per bin, per slice
-    y = np.empty_like(expected)
-    for c, k in enumerate(ks):
-        y[:, c] = slice_rng(seed, k, 2).poisson(expected[:, c] + background[c])
+    y = expected + background[None, :]
+    if noisy:
+        for c, k in enumerate(ks):
+            y[:, c] = slice_rng(seed, k, 2).poisson(y[:, c])
     # OSEM with the attenuation-corrected model: ybar = scale*atten*(A lam) + background
     w = atten * scale[None, :]
     lam = np.full((PET_N * PET_N, len(ks)), 5000.0)

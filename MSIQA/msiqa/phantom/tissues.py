@@ -40,5 +40,9 @@ TISSUE_LIST = (
     Tissue(15, "disc", 90.0, 0.0102, 0.9),
     Tissue(16, "csf", 15.0, 0.0096, 0.6),
     Tissue(17, "lesion", 40.0, 0.0099, 14.0),
+    Tissue(18, "stomach_wall", 40.0, 0.0099, 1.8),
+    Tissue(19, "gastric_content", 15.0, 0.0097, 0.4),
+    Tissue(20, "kidney", 32.0, 0.0099, 2.5),
+    Tissue(21, "urine", 10.0, 0.0096, 15.0),  # FDG excreted into the renal pelvis
 )
 TISSUES: dict[str, Tissue] = {t.name: t for t in TISSUE_LIST}

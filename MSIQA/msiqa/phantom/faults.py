@@ -47,24 +47,32 @@ class Fault:
     """One fault family: its severity parameter and the acquisition that has it."""
 
     cause: str  # the name msiqa.causes gives it
-    parameter: str  # what the severity is, with its unit
+    parameter: str  # what the severity is
+    unit: str
     field: str  # the Acquisition field the severity sets
-    worse_when_lower: bool = False  # JPEG quality: a lower number is a stronger fault
 
     def acquisition(self, severity: float) -> Acquisition:
         value = int(severity) if self.field == "jpeg_quality" else float(severity)
         return replace(CLEAN, **{self.field: value})
 
+    @property
+    def worse_when_lower(self) -> bool:
+        return self.field == "jpeg_quality"
+
 
 FAULTS: dict[str, Fault] = {
-    "pet_low_counts": Fault("pet_low_counts", "count reduction factor (x fewer PET counts)", "pet_count_reduction"),
-    "ct_low_dose": Fault("ct_low_dose", "photon reduction factor (x fewer CT photons)", "ct_dose_reduction"),
-    "pet_respiratory_motion": Fault("motion", "peak-to-peak diaphragm excursion during the PET frame (mm)", "pet_breathing_mm"),
-    "misregistration": Fault("misregistration", "diaphragm offset of the PET against the CT (mm, caudal)", "pet_shift_mm"),
-    "ct_motion": Fault("motion", "peak-to-peak in-plane patient displacement during the CT rotation (mm)", "ct_motion_mm"),
-    "metal_streaks": Fault("streaks", "diameter of the steel pedicle screws (mm)", "ct_metal_mm"),
-    "compression": Fault("compression", "JPEG quality of the stored CT (lower is stronger)", "jpeg_quality", True),
-    "impulse": Fault("impulse", "fraction of CT pixels stored as impulses", "impulse_fraction"),
+    "pet_low_counts": Fault("pet_low_counts", "count reduction factor", "x fewer PET counts", "pet_count_reduction"),
+    "ct_low_dose": Fault("ct_low_dose", "photon reduction factor", "x fewer CT photons", "ct_dose_reduction"),
+    "pet_respiratory_motion": Fault(
+        "motion", "peak-to-peak diaphragm excursion during the PET frame", "mm", "pet_breathing_mm"
+    ),
+    "misregistration": Fault("misregistration", "diaphragm offset of the PET against the CT, caudal", "mm", "pet_shift_mm"),
+    "ct_motion": Fault(
+        "motion", "peak-to-peak in-plane displacement of the patient during the CT rotation", "mm", "ct_motion_mm"
+    ),
+    "metal_streaks": Fault("streaks", "diameter of steel pedicle screws in the slice", "mm", "ct_metal_mm"),
+    "compression": Fault("compression", "JPEG quality of the stored CT (lower is stronger)", "quality 1-100", "jpeg_quality"),
+    "impulse": Fault("impulse", "share of CT pixels stored as impulses", "fraction", "impulse_fraction"),
 }
 assert all(f.cause in CAUSES for f in FAULTS.values())
 

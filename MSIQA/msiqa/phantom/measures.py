@@ -107,11 +107,13 @@ def ring(mask: np.ndarray, inner_mm: float, outer_mm: float, px_mm: float = CT_P
     return (d >= inner_mm) & (d <= outer_mm)
 
 
-def impulse_fraction(ct_hu: np.ndarray, jump_hu: float = 400.0) -> float:
-    """Fraction of pixels that differ from their 3x3 median by more than ``jump_hu``."""
+def impulse_fraction(ct_hu: np.ndarray, mask: np.ndarray, jump_hu: float = 400.0) -> float:
+    """Fraction of the pixels in ``mask`` that differ from their in-plane 3x3 median by more
+    than ``jump_hu`` (an impulse darker or brighter than what surrounds it is seen; one in the
+    air or the lung that matches it is not)."""
     a = np.asarray(ct_hu, np.float64)
     med = ndimage.median_filter(a, size=(1, 3, 3) if a.ndim == 3 else 3)
-    return float((np.abs(a - med) > jump_hu).mean())
+    return float((np.abs(a - med) > jump_hu)[mask].mean())
 
 
 def jpeg_ratio(v8: np.ndarray, quality: int, bits_stored: int = 16) -> float:

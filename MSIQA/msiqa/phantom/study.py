@@ -28,7 +28,7 @@ SLICES_PER_RANGE = 3
 
 # (fault family, severity, first slice): the sample study's degraded ranges, bottom to top.
 _LAYOUT: tuple[tuple[str, float, int], ...] = (
-    ("compression", 50, 4),
+    ("compression", 90, 4),
     ("compression", 8, 9),
     ("pet_low_counts", 2, 15),
     ("ct_low_dose", 3, 20),
@@ -41,7 +41,7 @@ _LAYOUT: tuple[tuple[str, float, int], ...] = (
     ("misregistration", 15, 56),
     ("pet_respiratory_motion", 30, 61),
     ("ct_motion", 2, 67),
-    ("metal_streaks", 2, 72),
+    ("metal_streaks", 1.5, 72),
     ("impulse", 0.001, 77),
     ("ct_motion", 8, 82),
     ("metal_streaks", 4.5, 87),
@@ -91,7 +91,7 @@ DEGRADED_RANGES: tuple[dict, ...] = tuple(
         "last": first + SLICES_PER_RANGE - 1,
         "fault": family,
         "cause": FAULTS[family].cause,
-        "severity": {"value": s, "parameter": FAULTS[family].parameter},
+        "severity": {"value": s, "unit": FAULTS[family].unit, "parameter": FAULTS[family].parameter},
         "description": _description(family, s),
     }
     for family, s, first in _LAYOUT

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from .geometry import CT_PIXEL_MM, CT_SHAPE, SLICE_MM, TABLE_TOP_MM, grid_mm
+from .geometry import CT_PIXEL_MM, CT_SHAPE, TABLE_TOP_MM, grid_mm
 from .shapes import (
     Canvas,
     SliceCanvas,
@@ -63,7 +63,6 @@ class Anatomy:
     kidney: float = 1.0
     aorta: float = 1.0
     uptake: dict[str, float] = field(default_factory=dict)  # SUV per tissue name (default: Tissue.suv)
-    lesions: tuple[dict, ...] | None = None  # None: drawn from the seed
     weight_kg: float = PATIENT_WEIGHT_KG
 
     @classmethod

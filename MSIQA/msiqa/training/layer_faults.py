@@ -28,6 +28,9 @@ GOOD_COV = 0.10
 PET_VOXEL_MM = 4.0  # PET noise is correlated over about one reconstructed voxel
 
 
+Region = tuple[slice, slice] | None
+
+
 @dataclass
 class Layers:
     ct_hu: np.ndarray | None  # (H, W) float32, display orientation
@@ -67,7 +70,7 @@ def _unit_noise(shape, rng: np.random.Generator, sigma_px: float) -> np.ndarray:
     return n / (n.std() + 1e-9)
 
 
-def pet_low_counts(x: Layers, rng: np.random.Generator, s: float) -> tuple[Layers, Applied]:
+def pet_low_counts(x: Layers, rng: np.random.Generator, s: float, region: Region = None) -> tuple[Layers, Applied]:
     """Fewer counts: Poisson-like noise (variance proportional to activity), correlated over a
     PET voxel, added until a liver-level region reaches COV 0.10 .. 0.40."""
     cov = GOOD_COV + 0.30 * s
@@ -79,7 +82,7 @@ def pet_low_counts(x: Layers, rng: np.random.Generator, s: float) -> tuple[Layer
     return out, Applied("pet_low_counts", "pet_low_counts", cov)
 
 
-def ct_low_dose(x: Layers, rng: np.random.Generator, s: float) -> tuple[Layers, Applied]:
+def ct_low_dose(x: Layers, rng: np.random.Generator, s: float, region: Region = None) -> tuple[Layers, Applied]:
     """Quantum noise of a low-dose CT: filtered back-projection makes it high-pass (fine grain
     with a ~1 mm texture, no low frequencies); past half severity photon starvation adds
     streaks along the widest (lateral) direction."""
@@ -97,7 +100,7 @@ def ct_low_dose(x: Layers, rng: np.random.Generator, s: float) -> tuple[Layers, 
     return out, Applied("ct_low_dose", "ct_low_dose", sd)
 
 
-def motion(x: Layers, rng: np.random.Generator, s: float) -> tuple[Layers, Applied]:
+def motion(x: Layers, rng: np.random.Generator, s: float, region: Region = None) -> tuple[Layers, Applied]:
     """Breathing blurs the PET (it is acquired over minutes; mostly antero-posterior in an axial
     slice near the diaphragm); a CT that moved during the rotation shows doubled edges."""
     out = x.copy()
@@ -114,7 +117,7 @@ def motion(x: Layers, rng: np.random.Generator, s: float) -> tuple[Layers, Appli
     return out, Applied("motion", "ct_motion", shift)
 
 
-def misregistration(x: Layers, rng: np.random.Generator, s: float) -> tuple[Layers, Applied]:
+def misregistration(x: Layers, rng: np.random.Generator, s: float, region: Region = None) -> tuple[Layers, Applied]:
     """The PET shifted against the CT by 2 .. 25 mm (patient moved between the two scans)."""
     shift = 2.0 + 23.0 * s
     angle = rng.uniform(0, 2 * np.pi)
@@ -124,11 +127,16 @@ def misregistration(x: Layers, rng: np.random.Generator, s: float) -> tuple[Laye
     return out, Applied("misregistration", "misregistration", shift)
 
 
-def streaks(x: Layers, rng: np.random.Generator, s: float) -> tuple[Layers, Applied]:
-    """A metal object inside the body with dark and bright streaks radiating from it."""
+def streaks(x: Layers, rng: np.random.Generator, s: float, region: Region = None) -> tuple[Layers, Applied]:
+    """A metal object inside the body (and inside ``region``, when the fault is local) with dark
+    and bright streaks radiating from it."""
     ct = x.ct_hu
     h, w = ct.shape
-    inside = np.argwhere(ct > -300)
+    body = ct > -300
+    if region is not None and body[region].any():
+        body = np.zeros_like(body)
+        body[region] = ct[region] > -300
+    inside = np.argwhere(body)
     cy, cx = inside[rng.integers(len(inside))] if len(inside) else (h / 2, w / 2)
     amp = 20.0 + 480.0 * s
     yy, xx = np.mgrid[:h, :w].astype(np.float32)
@@ -147,7 +155,9 @@ def streaks(x: Layers, rng: np.random.Generator, s: float) -> tuple[Layers, Appl
     return out, Applied("streaks", "streaks", amp)
 
 
-Fault = Callable[[Layers, np.random.Generator, float], tuple[Layers, Applied]]
+# A fault takes the layers, its randomness, a strength in [0, 1] and the region a local fault
+# is confined to (None: the whole picture); faults with one focus put it inside the region.
+Fault = Callable[[Layers, np.random.Generator, float, Region], tuple[Layers, Applied]]
 
 # Which layers each fault needs.
 FAULTS: dict[str, tuple[Fault, tuple[str, ...]]] = {
@@ -165,9 +175,9 @@ def applicable(layers: Layers) -> list[str]:
 
 
 def apply_fault(layers: Layers, family: str, strength: float, rng: np.random.Generator,
-                region: tuple[slice, slice] | None = None) -> tuple[Layers, Applied]:
+                region: Region = None) -> tuple[Layers, Applied]:
     """One fault at ``strength`` in [0, 1], over the whole picture or inside ``region`` only."""
-    out, applied = FAULTS[family][0](layers, rng, strength)
+    out, applied = FAULTS[family][0](layers, rng, strength, region)
     if region is not None:
         for name in ("ct_hu", "pet_suv"):
             a, b = getattr(layers, name), getattr(out, name)

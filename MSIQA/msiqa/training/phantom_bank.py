@@ -10,12 +10,13 @@ layer before fusion (``layer_faults``) and every display mode can be shown as cl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..render import RenderSettings, fuse, window_ct
+from ..render import RenderSettings, SliceRenderer, fuse, window_ct
 from .layer_faults import Layers
 
 MODES = ("petct", "ct", "pet")
@@ -23,12 +24,21 @@ MODES = ("petct", "ct", "pet")
 
 @dataclass
 class PhantomSlice:
+    """One clean slice with its layers: simulated (CT and PET) or from a real study (either)."""
+
     scene: str
-    ct_hu: np.ndarray  # (H, W) on the CT grid, display orientation
-    pet_on_ct: np.ndarray  # SUV resampled onto the CT grid, as ``assess`` fuses it
-    pet_native: np.ndarray  # SUV on the PET's own grid, as ``assess`` shows a PET alone
+    ct_hu: np.ndarray | None  # (H, W) on the CT grid, display orientation
+    pet_on_ct: np.ndarray | None  # SUV resampled onto the CT grid, as ``assess`` fuses it
+    pet_native: np.ndarray | None  # SUV on the PET's own grid, as ``assess`` shows a PET alone
     ct_px_mm: float
     pet_px_mm: float
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The display modes this slice can be shown in."""
+        have = {"ct": self.ct_hu is not None, "pet": self.pet_native is not None,
+                "petct": self.ct_hu is not None and self.pet_on_ct is not None}
+        return tuple(m for m in MODES if have[m])
 
     def layers(self, mode: str, pet_zoom: float = 1.0) -> Layers:
         """The layers ``assess`` would render for this display mode.
@@ -104,3 +114,23 @@ def _image(a: np.ndarray, spacing, origin) -> sitk.Image:
     img.SetSpacing(spacing)
     img.SetOrigin(origin)
     return img
+
+
+def clinical_slices(ct: str | Path | None = None, pet: str | Path | None = None, every: int = 1) -> list[PhantomSlice]:
+    """Every ``every``-th slice of a real study of diagnostic quality, read and scaled exactly as
+    ``assess`` reads it (so a PET without SUV tags gets the same pseudo-SUV): the normal noise
+    and texture of clinical scanners, shown to the network as clean."""
+    if pet is not None and ct is None:
+        r = SliceRenderer(pet=pet)
+        _, suv = r.layers(0, len(r))
+        px = float(r.reference.GetSpacing()[0])
+        tag = Path(pet).name if Path(pet).name != "image" else Path(pet).parent.name
+        return [PhantomSlice(f"{tag}-k{k}", None, None, suv[k], px, px) for k in range(0, len(r), every)]
+    r = SliceRenderer(ct=ct, pet=pet)
+    hu, suv = r.layers(0, len(r))
+    px = float(r.reference.GetSpacing()[0])
+    tag = Path(ct).name if Path(ct).name != "image" else Path(ct).parent.name
+    return [
+        PhantomSlice(f"{tag}-k{k}", hu[k], None if suv is None else suv[k], None, px, px)
+        for k in range(0, len(r), every)
+    ]

@@ -27,7 +27,8 @@ from .degrade import CAUSE_OF, FAMILIES, degrade
 from .handcrafted import Calibration, features
 from .labels import ANCHORS, CLEAN_MOS, NAMED_FROM, faulted_score
 from .layer_faults import Layers, applicable, apply_fault
-from .phantom_bank import MODES, render_layers, simulate_slices, vary
+from ..errors import InputError
+from .phantom_bank import clinical_slices, render_layers, simulate_slices, vary
 
 # Families whose effect the hand-made features measure on the real grid: their synthetic
 # labels come from the fitted calibration. JPEG 2000 (ringing, which none of the features
@@ -62,6 +63,12 @@ class TrainConfig:
     phantom_scenes: int = 0
     phantom_noise_seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
     phantom_anatomies: list[int | None] = field(default_factory=lambda: [None])
+    # Real studies of diagnostic quality (clean, their own display mode, then faulted): scenes per
+    # batch, and the volumes ({"ct": path} and/or {"pet": path}, relative to the clinical root
+    # given to ``train``), every ``clinical_every``-th slice.
+    clinical_scenes: int = 0
+    clinical_volumes: list[dict[str, str]] = field(default_factory=list)
+    clinical_every: int = 1
     cause_weight: float = 0.0  # cross-entropy of the cause head
     attention_weight: float = 0.0  # share of attention a local fault's region must hold
     seed: int = 0
@@ -110,13 +117,15 @@ class Crop:
 
 
 class BatchMaker:
-    def __init__(self, samples: list[Sample], config: TrainConfig, phantom: list | None = None):
+    def __init__(self, samples: list[Sample], config: TrainConfig, phantom: list | None = None,
+                 clinical: list | None = None):
         self.samples, self.c = samples, config
         self.by_scene: dict[str, list[int]] = {}
         for i, s in enumerate(samples):
             self.by_scene.setdefault(s.scene, []).append(i)
         self.scenes = sorted(self.by_scene)
         self.phantom = phantom or []
+        self.clinical = clinical or []
         self.calibration = None
         if config.synthetic > 0 and config.labels == "calibrated":
             feats = np.array([features(s.image) for s in samples])
@@ -174,10 +183,11 @@ class BatchMaker:
             out = self._picture_fault(crop, rng)
         return self._labelled(out[0], sample.mos, out[1], out[2], out[3], group, clean)
 
-    def _phantom_crops(self, group: int, rng: np.random.Generator) -> list[Crop]:
-        """Versions of one simulated slice in one display mode: the clean one, then faulted ones."""
-        src = self.phantom[int(rng.integers(len(self.phantom)))]
-        mode = str(rng.choice(MODES))
+    def _clean_slice_crops(self, bank: list, group: int, rng: np.random.Generator) -> list[Crop]:
+        """Versions of one clean slice (simulated or real) in one of its display modes: the clean
+        one, then faulted ones."""
+        src = bank[int(rng.integers(len(bank)))]
+        mode = str(rng.choice(src.modes))
         layers = vary(src.layers(mode, pet_zoom=float(rng.uniform(1.0, 2.0)) if mode == "pet" else 1.0), rng)
         # One crop window for every version, so that the ranking compares like with like.
         picture = render_layers(layers)
@@ -207,9 +217,11 @@ class BatchMaker:
             members = self.by_scene[self.scenes[si]]
             for i in rng.choice(members, size=self.c.per_scene, replace=len(members) < self.c.per_scene):
                 crops.append(self._dev_crop(self.samples[i], g, rng))
-        if self.phantom:
-            for g in range(self.c.phantom_scenes):
-                crops.extend(self._phantom_crops(len(scenes) + g, rng))
+        group = len(scenes)
+        for bank, n in ((self.phantom, self.c.phantom_scenes), (self.clinical, self.c.clinical_scenes)):
+            for _ in range(n if bank else 0):
+                crops.extend(self._clean_slice_crops(bank, group, rng))
+                group += 1
         cells = self.c.crop // GRID_STRIDE
         region = torch.zeros(len(crops), 1, cells, cells)
         for i, c in enumerate(crops):
@@ -285,10 +297,14 @@ def train(
     config: TrainConfig,
     *,
     out_dir: str | Path | None = None,
+    clinical_root: str | Path | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
 ) -> MSIQANet:
-    """Train a network from scratch; with ``out_dir``, checkpoint there and resume from it."""
+    """Train a network from scratch; with ``out_dir``, checkpoint there and resume from it.
+
+    ``clinical_root`` is the folder the recipe's ``clinical_volumes`` are relative to.
+    """
     torch.manual_seed(config.seed)
     net = create_model(config.preset, **config.overrides)
     decay = [p for n, p in net.named_parameters() if p.ndim > 1]
@@ -311,7 +327,16 @@ def train(
             for noise in config.phantom_noise_seeds:
                 phantom.extend(simulate_slices(noise, anatomy))
         log(f"{len(phantom)} clean simulated slices")
-    make_batch = BatchMaker(samples, config, phantom)
+    clinical = []
+    if config.clinical_scenes > 0 and config.clinical_volumes:
+        if clinical_root is None:
+            raise InputError("this recipe trains on real clinical studies (clinical_volumes): give the folder "
+                             "they are in (--clinical-root); the model card names their public source.")
+        for volume in config.clinical_volumes:
+            paths = {role: Path(clinical_root) / rel for role, rel in volume.items()}
+            clinical.extend(clinical_slices(**paths, every=config.clinical_every))
+        log(f"{len(clinical)} clean clinical slices")
+    make_batch = BatchMaker(samples, config, phantom, clinical)
     net.train()
     bar = None
     if progress:

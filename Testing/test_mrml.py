@@ -18,6 +18,7 @@ except ImportError:  # run without the pyproject's pythonpath
 
 slicer = pytest.importorskip("slicer")
 vtk = pytest.importorskip("vtk")
+from vtk.util import numpy_support  # noqa: E402
 
 from msiqa import mrml  # noqa: E402
 from msiqa.errors import InputError, MSIQAError  # noqa: E402
@@ -82,8 +83,6 @@ def matrix(node) -> np.ndarray:
 
 
 def voxels(node) -> np.ndarray:
-    from vtk.util import numpy_support
-
     return numpy_support.vtk_to_numpy(node.GetImageData().GetPointData().GetScalars()).copy()
 
 
@@ -178,7 +177,7 @@ def test_image_from_node_copies_voxels():
     before = voxels(node)
     image = mrml.image_from_volume_node(node)
     array = sitk.GetArrayViewFromImage(image)
-    assert not np.shares_memory(array, mrml.numpy_support.vtk_to_numpy(node.GetImageData().GetPointData().GetScalars()))
+    assert not np.shares_memory(array, numpy_support.vtk_to_numpy(node.GetImageData().GetPointData().GetScalars()))
     assert np.array_equal(voxels(node), before)
 
 

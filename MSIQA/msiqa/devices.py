@@ -7,13 +7,15 @@ probe's answer into the labels of the device menu and imports nothing.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 KEYS = ("auto", "cuda", "mps", "cpu")
 
 
 def probe() -> dict[str, Any]:
-    """{"torch": version, "devices": [{"key", "name", ...}], "auto": the key 'auto' picks}."""
+    """{"torch": version, "devices": [{"key", "name", ...}], "auto": the key 'auto' picks,
+    "engine": the folder of the msiqa package that answered}."""
     import torch
 
     from .assess import pick_device
@@ -27,7 +29,8 @@ def probe() -> dict[str, Any]:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         devices.append({"key": "mps", "name": "Apple GPU"})
     devices.append({"key": "cpu", "name": "CPU"})
-    return {"torch": torch.__version__, "devices": devices, "auto": pick_device("auto").type}
+    return {"torch": torch.__version__, "devices": devices, "auto": pick_device("auto").type,
+            "engine": str(Path(__file__).resolve().parent)}
 
 
 def choices(info: dict[str, Any] | None = None) -> list[tuple[str, str]]:

@@ -222,6 +222,25 @@ def test_modality_from_dicom_attributes():
     assert mrml.node_modality(node) == "PET"
 
 
+def test_modality_is_looked_up_once_per_node():
+    scene, _app = mrml.create_scene()
+    rng = np.random.default_rng(0)
+    node = mrml.volume_node_from_image(scene, sitk.GetImageFromArray(rng.gamma(1.5, 0.8, (4, 16, 16)).astype(np.float32)), "a")
+    asked = []
+    cache = mrml.ModalityCache(dicom_modality=lambda n: asked.append(n.GetID()))
+    assert [cache(node) for _ in range(5)] == ["PET"] * 5
+    assert cache.lookups == 1 and asked == [node.GetID()]  # one look at the voxels, one at the DICOM database
+    node.SetAttribute("DICOM.Modality", "CT")
+    assert cache(node) == "CT" and cache.lookups == 2
+    hu = np.where(rng.random((4, 16, 16)) < 0.5, -1000, 40).astype(np.float32)
+    node.SetAndObserveImageData(mrml.volume_node_from_image(scene, sitk.GetImageFromArray(hu), "b").GetImageData())
+    node.RemoveAttribute("DICOM.Modality")
+    assert cache(node) == "CT" and cache.lookups == 3  # new voxels: looked at again
+    empty = slicer.vtkMRMLScalarVolumeNode()
+    scene.AddNode(empty)
+    assert cache(empty).startswith("unknown (")
+
+
 def test_preselect_inputs_and_input_images():
     scene, _app = mrml.create_scene()
     rng = np.random.default_rng(2)

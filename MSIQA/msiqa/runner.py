@@ -206,8 +206,10 @@ class AssessmentRun:
         self.times["launched"] = time.perf_counter() - self._t0
 
     def _write_inputs(self) -> list[str]:
+        """Images to files in the run's folder (then only the paths are kept: no copy of a
+        volume stays in this process for the length of the run)."""
         args = []
-        for role, source in self.inputs.items():
+        for role, source in list(self.inputs.items()):
             if isinstance(source, sitk.Image):
                 path = self.folder / f"{role}.nrrd"
                 try:
@@ -217,6 +219,7 @@ class AssessmentRun:
                                      f"{str(e).strip()[-300:]}") from None
             else:
                 path = Path(source).absolute()
+            self.inputs[role] = path
             args += [f"--{role}", str(path)]
         return args
 

@@ -20,7 +20,8 @@ from .bundle import SCENE_VERSION, read_mrb, write_mrb
 from .chart import LAYOUT_ID, LAYOUT_XML, PLOT_VIEW_TAG, select_layout, show_chart, slice_from_plot_selection, \
     slice_index_from_plot_point
 from .colors import COLORMAP_ATTRIBUTE, COLORMAPS, OWN_INFERNO_NAME, colormap_node_id, set_colormap
-from .modality import MODALITY_ATTRIBUTE, guess_modality, modality_of_node, node_modality, preselect_inputs
+from .modality import MODALITY_ATTRIBUTE, ModalityCache, guess_modality, modality_of_node, node_modality, \
+    preselect_inputs
 from .navigation import jump_to_slice, slice_center_ras
 from .overlay_png import render_overlay_png
 from .result_nodes import DEFAULT_LOWER_THRESHOLD, DEFAULT_OPACITY, ResultNodes, remove_results, result_nodes_of, \

@@ -101,3 +101,35 @@ def preselect_inputs(scene, dicom_modality=None) -> dict:
     if "rgb" in found and ("ct" in found or "pet" in found):
         del found["rgb"]
     return found
+
+
+class ModalityCache:
+    """``node_modality`` once per node: reading voxel percentiles (or the DICOM database) again
+    on every parameter change, every slider step, would stall the GUI.
+
+    Keyed by the node's ID, its modality attribute and the modification time of its voxels,
+    so a node whose voxels or DICOM modality change is looked at again.
+    """
+
+    def __init__(self, dicom_modality=None):
+        self.dicom_modality = dicom_modality
+        self._known: dict[tuple, str] = {}
+        self.lookups = 0  # how many times a node was actually examined
+
+    def _key(self, node) -> tuple:
+        image = node.GetImageData()
+        return node.GetID(), node.GetAttribute(MODALITY_ATTRIBUTE), image.GetMTime() if image is not None else 0
+
+    def __call__(self, node) -> str:
+        """The node's modality ("CT", "PET", "RGB"), or a short reason it has none."""
+        key = self._key(node)
+        if key not in self._known:
+            self.lookups += 1
+            try:
+                self._known[key] = node_modality(node, self.dicom_modality(node) if self.dicom_modality else None)
+            except (InputError, ValueError) as e:
+                self._known[key] = f"unknown ({e})"
+        return self._known[key]
+
+    def clear(self) -> None:
+        self._known.clear()

@@ -10,13 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .errors import MSIQAError
+
 KEYS = ("auto", "cuda", "mps", "cpu")
 
 
 def probe() -> dict[str, Any]:
     """{"torch": version, "devices": [{"key", "name", ...}], "auto": the key 'auto' picks,
     "engine": the folder of the msiqa package that answered}."""
-    import torch
+    try:
+        import torch
+    except ImportError as e:
+        raise MSIQAError(f"PyTorch is not installed ({e}); install torch (in Slicer: the PyTorch extension).") from None
 
     from .assess import pick_device
 

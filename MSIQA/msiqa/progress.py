@@ -3,8 +3,8 @@
 
 The JSON lines, in order (``stage`` events may repeat, ``progress`` counts up):
 
-    {"event": "stage", "stage": "loading"}                    the model is being loaded
     {"event": "stage", "stage": "reading", "inputs": ["CT", "PET"]}
+    {"event": "stage", "stage": "loading"}                    the model is being loaded (imports torch)
     {"event": "stage", "stage": "resampling"}                 PET onto the CT grid, slab by slab as it is scored
     {"event": "start", "total": N, "device": "cpu"}
     {"event": "progress", "done": n, "total": N}
@@ -24,9 +24,9 @@ import sys
 from contextlib import contextmanager
 from typing import IO, Any, Iterator
 
-STAGES = {
-    "loading": "loading the model",
+STAGES = {  # in the order a run goes through them
     "reading": "reading {inputs}",
+    "loading": "loading the model",
     "resampling": "PET is resampled onto the CT grid slab by slab as the slices are scored",
     "rendering": "rendering the report",
     "writing": "writing the outputs",

@@ -87,7 +87,9 @@ def _heatmap_array(assessment: Assessment, reference_node) -> np.ndarray:
             f"The heatmap has shape {heat.shape} (K, J, I) but {reference_node.GetName()} has "
             f"{(dims[2], dims[1], dims[0])}: the assessment is not of this volume."
         )
-    return np.clip(np.nan_to_num(heat, nan=0.0), 0.0, 1.0)
+    heat = np.clip(heat, 0.0, 1.0)  # a copy; NaN stays NaN (nan_to_num's inf masks cost seconds at 512x512x300)
+    heat[np.isnan(heat)] = 0.0
+    return heat
 
 
 def _place_in_hierarchy(scene, reference_node, nodes: Iterable) -> None:
@@ -168,9 +170,8 @@ def show_results(
         heatmap.SetAndObserveTransformNodeID(reference_node.GetTransformNodeID())
     heatmap.SetAndObserveImageData(image_data_from_array(heat, 1))
     display = slicer.vtkMRMLScalarVolumeDisplayNode()
-    scene.AddNode(display)
-    heatmap.SetAndObserveDisplayNodeID(display.GetID())
-    display.SetAndObserveColorNodeID(colormap_node_id(scene, colormap))
+    # set up before it is attached: attached with automatic window/level, it would first scan
+    # the whole heatmap for a window it is then told to drop
     display.AutoWindowLevelOff()
     display.SetWindowLevelMinMax(0.0, 1.0)
     display.AutoThresholdOff()
@@ -178,6 +179,9 @@ def show_results(
     display.SetUpperThreshold(2.0)
     display.ApplyThresholdOn()
     display.SetInterpolate(True)
+    scene.AddNode(display)
+    display.SetAndObserveColorNodeID(colormap_node_id(scene, colormap))
+    heatmap.SetAndObserveDisplayNodeID(display.GetID())
 
     nodes = [table_node, chart, series, threshold_series, heatmap]
     _place_in_hierarchy(scene, reference_node, nodes)

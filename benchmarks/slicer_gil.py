@@ -15,9 +15,11 @@ For each study:
           copies -> run.start() (inputs written: main thread), a slot every 100 ms calling
           run.poll() (the last one reads the results back), msiqa.mrml.show_results (main thread)
   cli     ``msiqa assess`` run directly, wall time
-Printed: wall times, the child's phases (from its events), how long the main thread was busy
-(the longest slot = the longest the GUI would not answer) and how late the ticks came, and
-the model load a warm (already started) child would save per run.
+Printed: wall and CPU seconds of the child (CPU time does not depend on what else the machine
+is doing, so it shows whether the emulated main loop slows the engine), the child's phases
+(from its events), how long the main thread was busy (the longest slot = the longest the GUI
+would not answer) and how late the ticks came, and the model load a warm (already started)
+child would save per run. The modes run interleaved, ``--repeat`` times.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -67,6 +71,12 @@ def synthetic_study(folder: Path, size: int = 512, slices: int = 300) -> tuple[P
     return paths[0], paths[1]
 
 
+def child_cpu_s() -> float:
+    """CPU seconds of all reaped child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def phases(run: runner.AssessmentRun) -> dict[str, float]:
     t = run.times
     total = next(e["total"] for e in run.events if e["event"] == "start")
@@ -79,12 +89,12 @@ def phases(run: runner.AssessmentRun) -> dict[str, float]:
     }
 
 
-def free_run(ct: Path, pet: Path, device: str) -> tuple[float, dict]:
-    start = time.perf_counter()
+def free_run(ct: Path, pet: Path, device: str) -> dict:
+    start, cpu = time.perf_counter(), child_cpu_s()
     run = runner.AssessmentRun({"ct": str(ct), "pet": str(pet)}, device=device)
     run.start()
     run.wait(3600, interval=TICK_S)
-    return time.perf_counter() - start, phases(run)
+    return {"wall": time.perf_counter() - start, "cpu": child_cpu_s() - cpu, "phases": phases(run)}
 
 
 def slicer_run(ct: Path, pet: Path, device: str) -> dict:
@@ -94,7 +104,7 @@ def slicer_run(ct: Path, pet: Path, device: str) -> dict:
     scene, app = mrml.create_scene()
     nodes = {"ct": mrml.volume_node_from_image(scene, sitk.ReadImage(str(ct)), "CT"),
              "pet": mrml.volume_node_from_image(scene, sitk.ReadImage(str(pet)), "PET")}
-    t0 = time.perf_counter()
+    t0, cpu = time.perf_counter(), child_cpu_s()
     images, reference = mrml.input_images(nodes["ct"], nodes["pet"])
     run = runner.AssessmentRun(images, device=device)
     del images
@@ -116,17 +126,17 @@ def slicer_run(ct: Path, pet: Path, device: str) -> dict:
     show = time.perf_counter() - s
     wall = time.perf_counter() - t0
     final_slot = slots[-1]  # the one that read the results back
-    return {"wall": wall, "handoff": handoff, "slots": len(slots), "worst slot": max(slots[:-1] or [0.0]),
+    return {"wall": wall, "cpu": child_cpu_s() - cpu, "handoff": handoff, "slots": len(slots), "worst slot": max(slots[:-1] or [0.0]),
             "median slot": statistics.median(slots), "read-back slot": final_slot, "show_results": show,
             "worst tick gap": max(gaps), "phases": phases(run)}
 
 
-def cli_run(ct: Path, pet: Path, device: str) -> float:
+def cli_run(ct: Path, pet: Path, device: str) -> dict:
     with tempfile.TemporaryDirectory() as out:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), child_cpu_s()
         subprocess.run([sys.executable, "-m", "msiqa", "assess", "--ct", str(ct), "--pet", str(pet), "--out", out,
                         "--device", device, "-q"], env=runner.engine_env(), check=True, stdout=subprocess.DEVNULL)
-        return time.perf_counter() - start
+        return {"wall": time.perf_counter() - start, "cpu": child_cpu_s() - cpu}
 
 
 def thread_run(ct: Path, pet: Path, device: str, seconds: float) -> str:
@@ -172,36 +182,43 @@ def thread_run(ct: Path, pet: Path, device: str, seconds: float) -> str:
 def warm_child_cost() -> tuple[float, float]:
     """What keeping a child warm would hold while idle: seconds to import torch and build the
     bundled model in a fresh interpreter, and that interpreter's resident memory (MB)."""
-    code = ("import time, resource; t = time.perf_counter(); from msiqa.assess import Scorer; Scorer(device='cpu'); "
-            "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    # VmRSS, the memory held now: ru_maxrss would carry the parent's peak across fork + exec on Linux
+    code = ("import time; t = time.perf_counter(); from msiqa.assess import Scorer; Scorer(device='cpu'); "
+            "rss = next(l for l in open('/proc/self/status') if l.startswith('VmRSS:')).split()[1]; "
+            "print(time.perf_counter() - t, int(rss) / 1024)")
     out = subprocess.run([sys.executable, "-c", code], env=runner.engine_env(), check=True, capture_output=True,
                          text=True).stdout.split()
     return float(out[0]), float(out[1])
 
 
-def report(name: str, free: tuple[float, dict], slicer: dict, cli: float, thread: str | None) -> None:
-    f_wall, f_ph = free
+def report(name: str, runs: list[dict], thread: str | None) -> None:
+    """``runs``: one {"cli", "free", "slicer", "load"} dict per repeat."""
     print(f"\n== {name}")
-    print(f"  cli      msiqa assess wall {cli:.1f} s")
-    print(f"  free     child run wall {f_wall:.1f} s; " + ", ".join(f"{k} {v:.2f}" for k, v in f_ph.items()))
-    s_ph = slicer["phases"]
-    print(f"  slicer   child run wall {slicer['wall']:.1f} s under the emulated main loop; "
-          + ", ".join(f"{k} {v:.2f}" for k, v in s_ph.items()))
-    print(f"           main thread: hand-off (node copies + inputs written) {slicer['handoff']:.2f} s, "
-          f"{slicer['slots']} timer slots: median {slicer['median slot'] * 1e3:.2f} ms, worst {slicer['worst slot'] * 1e3:.1f} ms "
-          f"(before the last), worst tick gap {slicer['worst tick gap'] * 1e3:.0f} ms; last slot (results read back) "
-          f"{slicer['read-back slot']:.2f} s; show_results {slicer['show_results']:.2f} s")
-    print(f"  engine speed under the emulated loop vs free: {s_ph['slices/s']:.2f} vs {f_ph['slices/s']:.2f} slices/s")
-    print(f"  a warm child would save the model load per run: {f_ph['model loading']:.2f} s "
-          f"of a {f_wall:.1f} s run ({100 * f_ph['model loading'] / f_wall:.0f} %)")
+    for i, r in enumerate(runs, 1):
+        cli, free, slicer = r["cli"], r["free"], r["slicer"]
+        print(f"  repeat {i} (load average {r['load']:.1f} on {os.cpu_count()} CPUs)")
+        print(f"    cli     msiqa assess: wall {cli['wall']:.1f} s, child CPU {cli['cpu']:.1f} s")
+        for label, m in (("free", free), ("slicer", slicer)):
+            ph = m["phases"]
+            print(f"    {label:<7} child run: wall {m['wall']:.1f} s, child CPU {m['cpu']:.1f} s; "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in ph.items()))
+        print(f"    slicer  main thread: hand-off (node copies + inputs written) {slicer['handoff']:.2f} s; "
+              f"{slicer['slots']} timer slots, median {slicer['median slot'] * 1e3:.2f} ms, worst "
+              f"{slicer['worst slot'] * 1e3:.1f} ms before the last; worst tick gap {slicer['worst tick gap'] * 1e3:.0f} ms; "
+              f"last slot (results read back) {slicer['read-back slot']:.2f} s; show_results {slicer['show_results']:.2f} s")
+    loads = [r["free"]["phases"]["model loading"] for r in runs]
+    walls = [r["free"]["wall"] for r in runs]
+    print(f"  a warm child would save the model load per run: {min(loads):.2f}-{max(loads):.2f} s "
+          f"of a {min(walls):.1f}-{max(walls):.1f} s run")
     if thread:
-        print(f"  thread   old design (engine in a thread of the emulated main process): {thread}")
+        print(f"  thread  old design (engine in a thread of the emulated main process): {thread}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the sample study only")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeat", type=int, default=2, help="interleaved repeats of cli, free, slicer")
     parser.add_argument("--thread-seconds", type=float, default=0.0,
                         help="also run the old thread design for this long (0: skip)")
     args = parser.parse_args(argv)
@@ -214,11 +231,13 @@ def main(argv: list[str] | None = None) -> int:
             ct, pet = synthetic_study(Path(tmp))
             studies.append(("synthetic 512x512x300 CT + PET", ct, pet))
         for name, ct, pet in studies:
-            cli = cli_run(ct, pet, args.device)
-            free = free_run(ct, pet, args.device)
-            slicer = slicer_run(ct, pet, args.device)
+            runs = []
+            for _ in range(args.repeat):
+                load = os.getloadavg()[0]
+                runs.append({"load": load, "cli": cli_run(ct, pet, args.device), "free": free_run(ct, pet, args.device),
+                             "slicer": slicer_run(ct, pet, args.device)})
             thread = thread_run(ct, pet, args.device, args.thread_seconds) if args.thread_seconds > 0 else None
-            report(name, free, slicer, cli, thread)
+            report(name, runs, thread)
     load_s, rss_mb = warm_child_cost()
     print(f"\nwarm child: import torch + build the model {load_s:.2f} s in a fresh interpreter; "
           f"it would hold {rss_mb:.0f} MB of memory while idle (CPU; on a GPU also its CUDA context)")

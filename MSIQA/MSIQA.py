@@ -249,8 +249,12 @@ class MSIQAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             nodes = {"ct": p.ctVolume, "pet": p.petVolume, "rgb": p.rgbVolume}
             self.ui.statusLabel.text = "Handing the volumes to the engine..."
             slicer.app.processEvents()
-            run, reference = self.logic.startRun(nodes, device=p.device, batchSize=p.batchSize, threshold=p.threshold,
-                                                 onEvent=self._onRunEvent)
+            try:
+                run, reference = self.logic.startRun(nodes, device=p.device, batchSize=p.batchSize,
+                                                     threshold=p.threshold, onEvent=self._onRunEvent)
+            except Exception:
+                self.ui.statusLabel.text = "Nothing was run."
+                raise
             self._run = run
             self._runInfo = RunInfo(reference.GetID(), {role: n.GetID() for role, n in nodes.items() if n})
             self.ui.progressBar.setRange(0, 0)

@@ -175,3 +175,41 @@ def test_jsonl_stdout_holds_nothing_but_events(study, tmp_path):
     assert all(isinstance(e, dict) and "event" in e for e in events)
     assert events[-1] == {"event": "done", "out": str(out)}
     assert "mean score" in result.stderr  # the human summary went to stderr
+
+
+def test_module_flow_from_nodes_to_result_nodes(study):
+    """What the Slicer module does, on real MRML classes: volume nodes (one under a linear
+    transform) -> copies on their world geometry -> child run -> result nodes on the
+    reference's own grid; the input nodes untouched."""
+    slicer = pytest.importorskip("slicer")
+    vtk = pytest.importorskip("vtk")
+    from msiqa import mrml
+
+    scene, app = mrml.create_scene()
+    ct = mrml.volume_node_from_image(scene, sitk.ReadImage(str(study.ct_path)), "CT")
+    pet = mrml.volume_node_from_image(scene, sitk.ReadImage(str(study.pet_path)), "PET")
+    shift = slicer.vtkMRMLLinearTransformNode()
+    scene.AddNode(shift)
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(0, 3, 12.5)  # both moved together: still overlapping, world geometry differs from IJKToRAS
+    shift.SetMatrixTransformToParent(matrix)
+    for node in (ct, pet):
+        node.SetAndObserveTransformNodeID(shift.GetID())
+    before = {n.GetName(): mrml.image_from_volume_node(n) for n in (ct, pet)}
+
+    images, reference = mrml.input_images(ct, pet)
+    assert reference is ct
+    run = runner.AssessmentRun(images, device="cpu")
+    del images
+    run.start()
+    assert all(isinstance(v, Path) for v in run.inputs.values())  # no volume copy kept in this process
+    result = run.wait(TIMEOUT)
+    assert result.geometry.size == tuple(before["CT"].GetSize())
+    assert np.allclose(result.geometry.origin, before["CT"].GetOrigin())  # the world (transformed) grid
+    results = mrml.show_results(scene, result, reference, app_logic=app)
+    heatmap = scene.GetNodeByID(results.heatmap)
+    assert heatmap.GetTransformNodeID() == shift.GetID()
+    assert np.allclose(mrml.ijk_to_ras(heatmap), mrml.ijk_to_ras(ct))
+    for node in (ct, pet):
+        after = mrml.image_from_volume_node(node)
+        assert np.array_equal(sitk.GetArrayViewFromImage(after), sitk.GetArrayViewFromImage(before[node.GetName()]))

@@ -72,6 +72,8 @@ def test_events_in_order_and_the_result_read_back(study, bundled_model):
     expected = assess(ct=ct, pet=pet, model=bundled_model, device="cpu", batch_size=8, threshold=2.5)
     assert np.allclose(result.scores, expected.scores, atol=5e-5)
     assert result.threshold == 2.5 and np.array_equal(result.flagged, expected.flagged)
+    assert result.causes == expected.causes
+    assert np.allclose(result.cause_confidence, expected.cause_confidence, atol=5e-4, equal_nan=True)
     assert result.heatmap.shape == expected.heatmap.shape
     assert np.abs(result.heatmap - expected.heatmap).max() <= 1e-6 + 0.5 / 256  # the engine may round for storage
     assert result.geometry == expected.geometry

@@ -161,14 +161,14 @@ def test_batches_label_every_crop_and_never_reward_a_fault(phantom_slices):
     pics = SliceRenderer(ct=load_sample_study().ct_path, pet=load_sample_study().pet_path).render(12, 16)
     samples = [Sample(f"{i}", pics[i], 3.5 - i * 0.5, f"S{i % 2}", 0) for i in range(4)]
     cfg = TrainConfig(batch_scenes=2, per_scene=4, crop=64, synthetic=0.8, layer_faults=0.5, local=0.5,
-                      phantom_scenes=2, clinical_scenes=1, cause_weight=1.0, attention_weight=1.0)
+                      phantom_scenes=2, clinical_scenes=1, clean_share=0.3, cause_weight=1.0, attention_weight=1.0)
     # A PET read alone, as a real study is read: its own grid and SUV scaling, one display mode.
     study = load_sample_study()
     clinical = clinical_slices(pet=study.pet_path, every=10)
     assert len(clinical) == len(range(0, study.info["n_slices"], 10)) and all(c.modes == ("pet",) for c in clinical)
     engine = SliceRenderer(pet=study.pet_path).render(10, 11)[0]
     assert np.abs(render_layers(clinical[1].layers("pet")).astype(int) - engine.astype(int)).max() <= 1
-    make = BatchMaker(samples, cfg, phantom_slices, clinical)
+    make = BatchMaker(samples, cfg, [phantom_slices], [clinical])
     seen_causes = set()
     for step in range(6):
         b = make(step)

@@ -69,6 +69,8 @@ class TrainConfig:
     clinical_scenes: int = 0
     clinical_volumes: list[dict[str, str]] = field(default_factory=list)
     clinical_every: int = 1
+    # Of the versions after the first in a simulated or real group, the share that stays clean.
+    clean_share: float = 0.0
     cause_weight: float = 0.0  # cross-entropy of the cause head
     attention_weight: float = 0.0  # share of attention a local fault's region must hold
     seed: int = 0
@@ -117,8 +119,9 @@ class Crop:
 
 
 class BatchMaker:
-    def __init__(self, samples: list[Sample], config: TrainConfig, phantom: list | None = None,
-                 clinical: list | None = None):
+    def __init__(self, samples: list[Sample], config: TrainConfig, phantom: list[list] | None = None,
+                 clinical: list[list] | None = None):
+        """``phantom`` and ``clinical``: clean slices (``PhantomSlice``), one list per study."""
         self.samples, self.c = samples, config
         self.by_scene: dict[str, list[int]] = {}
         for i, s in enumerate(samples):
@@ -185,13 +188,15 @@ class BatchMaker:
 
     def _clean_slice_crops(self, bank: list, group: int, rng: np.random.Generator) -> list[Crop]:
         """Versions of one clean slice (simulated or real) in one of its display modes: the clean
-        one, then faulted ones."""
-        src = bank[int(rng.integers(len(bank)))]
+        one, then faulted ones, and (``clean_share``) clean crops from elsewhere on the slice,
+        so that the texture of a good study is not seen mostly in its faulted versions."""
+        study = bank[int(rng.integers(len(bank)))]  # every study equally often, however long
+        src = study[int(rng.integers(len(study)))]
         mode = str(rng.choice(src.modes))
         layers = vary(src.layers(mode, pet_zoom=float(rng.uniform(1.0, 2.0)) if mode == "pet" else 1.0), rng)
         # One crop window for every version, so that the ranking compares like with like.
-        picture = render_layers(layers)
-        y, x = _crop_origin(_pad(picture, self.c.crop), self.c.crop, rng)
+        picture = _pad(render_layers(layers), self.c.crop)
+        y, x = _crop_origin(picture, self.c.crop, rng)
         window = (slice(y, y + self.c.crop), slice(x, x + self.c.crop))
         layers = Layers(
             None if layers.ct_hu is None else layers.ct_hu[window],
@@ -201,6 +206,13 @@ class BatchMaker:
         clean = _pad(render_layers(layers), self.c.crop)
         crops = [Crop(clean, CLEAN_MOS, group, CAUSES.index("none"))]
         for _ in range(self.c.per_scene - 1):
+            if rng.random() < self.c.clean_share:
+                # Anywhere, air and table included: a whole slice is scored, not only its body.
+                y = int(rng.integers(0, picture.shape[0] - self.c.crop + 1))
+                x = int(rng.integers(0, picture.shape[1] - self.c.crop + 1))
+                crops.append(Crop(np.ascontiguousarray(picture[y : y + self.c.crop, x : x + self.c.crop]),
+                                  CLEAN_MOS, group, CAUSES.index("none")))
+                continue
             if rng.random() < 0.6:
                 img, drop, cause, region = self._layer_fault(layers, rng)
                 img = _pad(img, self.c.crop)
@@ -325,8 +337,8 @@ def train(
     if config.phantom_scenes > 0:
         for anatomy in config.phantom_anatomies:
             for noise in config.phantom_noise_seeds:
-                phantom.extend(simulate_slices(noise, anatomy))
-        log(f"{len(phantom)} clean simulated slices")
+                phantom.append(simulate_slices(noise, anatomy))
+        log(f"{sum(map(len, phantom))} clean simulated slices from {len(phantom)} studies")
     clinical = []
     if config.clinical_scenes > 0 and config.clinical_volumes:
         if clinical_root is None:
@@ -334,8 +346,8 @@ def train(
                              "they are in (--clinical-root); the model card names their public source.")
         for volume in config.clinical_volumes:
             paths = {role: Path(clinical_root) / rel for role, rel in volume.items()}
-            clinical.extend(clinical_slices(**paths, every=config.clinical_every))
-        log(f"{len(clinical)} clean clinical slices")
+            clinical.append(clinical_slices(**paths, every=config.clinical_every))
+        log(f"{sum(map(len, clinical))} clean clinical slices from {len(clinical)} studies")
     make_batch = BatchMaker(samples, config, phantom, clinical)
     net.train()
     bar = None

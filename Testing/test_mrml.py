@@ -21,6 +21,7 @@ vtk = pytest.importorskip("vtk")
 from vtk.util import numpy_support  # noqa: E402
 
 from msiqa import mrml  # noqa: E402
+from msiqa.causes import CAUSES  # noqa: E402
 from msiqa.errors import InputError, MSIQAError  # noqa: E402
 from msiqa.results import Assessment, Geometry  # noqa: E402
 
@@ -58,7 +59,9 @@ def make_assessment(image: sitk.Image, seed: int = 1, threshold: float = 2.0) ->
     k = image.GetSize()[2]
     scores = rng.uniform(0.3, 3.9, k).astype(np.float32)
     heat = rng.random((k, image.GetSize()[1], image.GetSize()[0])).astype(np.float32)
-    return Assessment(scores=scores, heatmap=heat, geometry=Geometry.of(image), threshold=threshold)
+    probs = rng.dirichlet(np.ones(len(CAUSES)), k).astype(np.float32)
+    return Assessment(scores=scores, heatmap=heat, geometry=Geometry.of(image), threshold=threshold,
+                      cause_names=CAUSES, cause_probs=probs)
 
 
 @pytest.fixture()
@@ -291,6 +294,10 @@ def test_show_results_nodes(scene_app):
     assert np.allclose(scores, assessment.scores, atol=1e-6)
     assert flagged == assessment.flagged.astype(int).tolist()
     assert 0 < sum(flagged) < k
+    causes = [table.GetColumnByName("cause").GetValue(r) for r in range(k)]
+    confidence = [table.GetColumnByName("cause_confidence").GetValue(r) for r in range(k)]
+    assert causes == assessment.causes and len(set(causes)) > 1
+    assert np.allclose(confidence, assessment.cause_confidence, atol=1e-6)
 
     series = scene.GetNodeByID(res.series)
     assert series.GetTableNodeID() == res.table

@@ -32,6 +32,10 @@ COLUMNS: tuple[Column, ...] = (
            "1 if the score is below the threshold"),
     Column("threshold", vtk.vtkDoubleArray, lambda a: [float(a.threshold)] * len(a.scores),
            "Flagging threshold"),
+    Column("cause", vtk.vtkStringArray, lambda a: list(a.causes),
+           "Most likely fault (msiqa.causes), empty for a model without a cause head"),
+    Column("cause_confidence", vtk.vtkDoubleArray, lambda a: np.asarray(a.cause_confidence, dtype=np.float64).tolist(),
+           "Probability the model gives that fault, 0-1"),
 )
 
 

@@ -21,5 +21,9 @@ class WeightsError(MSIQAError):
     """A weights file that is missing, malformed or fails its checksum."""
 
 
+class MissingDependency(MSIQAError):
+    """An optional package that a feature needs is not installed; the message names the pip extra."""
+
+
 class Cancelled(MSIQAError):
     """The user cancelled an assessment; no result is returned."""

@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return 2
+    _quiet_libraries()
     try:
         return int(func(args) or 0)
     except MSIQAError as e:
@@ -146,6 +147,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("msiqa: interrupted; no output was written.", file=sys.stderr)
         return 130
+
+
+def _quiet_libraries() -> None:
+    """Keep library chatter off the user's screen; what matters is checked and said in our words.
+
+    ITK and GDCM print raw "WARNING: In .../itkGDCMSeriesFileNames.cxx" lines (for example for a
+    folder without DICOM, or a series with a gap, both refused with our own message); they are
+    switched off for this process only, the command line's, never inside Slicer.
+    """
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
 
 
 # ---------------------------------------------------------------------------------------
@@ -245,6 +258,23 @@ class _Staging:
 def _check_out_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder (it is created if missing).")
+    _check_writable(out.parent, f"--out {out}")
+    if out.exists():
+        _check_writable(out, f"--out {out}")
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """Fail now, not after the network has run, if nothing can be written in ``folder`` (or in the
+    nearest folder above it that exists, where the missing ones would be created)."""
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{what}: {existing} is a file, so no folder can be made inside it. Choose another place.")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".msiqa-write-test-", dir=existing))
+    except OSError as e:
+        raise InputError(f"{what}: cannot write in {existing} ({e.strerror or e}). Choose a folder you can write to.") from None
 
 
 def _import_write_mrb():
@@ -263,6 +293,7 @@ def _check_mrb(value: str | None) -> tuple[Path | None, Callable | None]:
         raise InputError(f"--mrb {value}: a Slicer scene bundle file name must end in .mrb.")
     if path.exists() and path.is_dir():
         raise InputError(f"--mrb {value} is a folder; give a file name ending in .mrb.")
+    _check_writable(path.parent, f"--mrb {value}")
     return path, _import_write_mrb()
 
 
@@ -536,11 +567,9 @@ def _read_with_sitk(path: Path) -> np.ndarray:
     return to_rgb(a, ct=(modality == "CT" and image.GetNumberOfComponentsPerPixel() == 1), path=str(path))
 
 
-def read_picture(path: str | os.PathLike) -> np.ndarray:
-    """A 2D picture file (PNG, JPEG, TIFF, BMP, single-frame DICOM, 2D NRRD/MHA) -> uint8 RGB (H, W, 3)."""
+def _read_picture_file(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(path)
     if not path.exists():
         raise InputError(f"{path} does not exist. Check the path.")
     if path.is_dir():
@@ -562,41 +591,87 @@ def read_picture(path: str | os.PathLike) -> np.ndarray:
     return to_rgb(a, path=str(path))
 
 
+def read_picture(path: str | os.PathLike) -> np.ndarray:
+    """A 2D picture file (PNG, JPEG, TIFF, BMP, single-frame DICOM, 2D NRRD/MHA) -> uint8 RGB (H, W, 3),
+    at least MIN_PICTURE_SIZE pixels each way."""
+    from .volumes import check_picture_size
+
+    picture = _read_picture_file(Path(path))
+    check_picture_size(picture.shape[1], picture.shape[0], f"{path}: a picture of")
+    return picture
+
+
+SCORE_COLUMNS = ("image", "score", "error")
+
+
+def _score_row(image: str, score: float | None, error: str = "") -> list[str]:
+    """One row of ``score``'s CSV; an image that could not be scored has no score and says why."""
+    return [image, "" if score is None else f"{score:.4f}", error]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .assess import Scorer, score_images
     from .weights import load_model
 
-    scorer = Scorer(load_model(args.model), args.device)
-    rows: list[tuple[str, float]] = []
-    for name in tqdm(args.images, desc="scoring", unit="image", file=sys.stderr, disable=args.quiet or len(args.images) < 2,
-                     leave=False, dynamic_ncols=True):
-        picture = read_picture(name)
-        rows.append((name, float(score_images([picture], scorer)[0])))
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["image", "score"])
-    for name, score in rows:
-        w.writerow([name, f"{score:.4f}"])
-    if args.csv:
-        target = Path(args.csv)
+    target = Path(args.csv) if args.csv else None
+    if target is not None:
         if target.is_dir():
             raise InputError(f"--csv {target} is a folder; give a file name.")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.partial-", dir=target.parent)
+        _check_writable(target.parent, f"--csv {target}")
+    scorer = Scorer(load_model(args.model), args.device)
+    rows: list[list[str]] = []
+    failures: list[str] = []
+    for name in tqdm(args.images, desc="scoring", unit="image", file=sys.stderr, disable=args.quiet or len(args.images) < 2,
+                     leave=False, dynamic_ncols=True):
         try:
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-                f.write(buf.getvalue())
-            os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        print(f"wrote {len(rows)} scores to {target}", file=sys.stderr)
-    else:
-        sys.stdout.write(buf.getvalue())
+            picture = read_picture(name)
+        except MSIQAError as e:  # score the others; this one is listed with its reason
+            failures.append(str(e))
+            rows.append(_score_row(name, None, str(e)))
+            continue
+        rows.append(_score_row(name, float(score_images([picture], scorer)[0])))
+    scored = len(rows) - len(failures)
+    if scored:  # a file with no score in it would only replace an earlier, useful one
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(SCORE_COLUMNS)
+        w.writerows(rows)
+        if target is not None:
+            _write_file_atomically(target, buf.getvalue())
+            note = f" and {_plural(len(failures), 'failure')}" if failures else ""
+            print(f"wrote {_plural(scored, 'score')}{note} to {target}", file=sys.stderr)
+        else:
+            sys.stdout.write(buf.getvalue())
+    if len(failures) == 1 and len(rows) == 1:
+        raise InputError(failures[0])
+    if failures:
+        listing = "\n".join(f"  {message}" for message in failures)
+        print(f"msiqa: error: {len(failures)} of {len(rows)} images could not be scored"
+              f"{' (listed in the CSV with their reason)' if scored else ''}:\n{listing}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _write_file_atomically(target: Path, text: str) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.partial-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise MSIQAError(f"cannot write {target}: {e}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 # --- msiqa models ----------------------------------------------------------------------

@@ -319,6 +319,24 @@ def _write_scores_csv(path: Path, assessment) -> None:
             w.writerow([k, f"{float(score):.4f}", int(bool(flagged))])
 
 
+# heatmap.nrrd keeps its values on a 1/256 grid, as fine as a colour map shows them: float noise in
+# the low bits is what kept gzip from shrinking the file (512x512x200: 154 MB -> 16.7 MB).
+HEATMAP_LEVELS = 256
+HEATMAP_GZIP_LEVEL = 6  # 9 gains 1 % and takes 4x as long
+
+
+def write_heatmap(assessment, path: Path) -> None:
+    """Write the heatmap as a gzip NRRD. Rounds ``assessment.heatmap`` in place, slice by slice (no
+    second copy of a large study in memory), so that the assessment equals what the file holds."""
+    import SimpleITK as sitk
+
+    for heat in assessment.heatmap:
+        heat *= HEATMAP_LEVELS
+        np.round(heat, out=heat)
+        heat /= HEATMAP_LEVELS
+    sitk.WriteImage(assessment.heatmap_image(), str(path), True, HEATMAP_GZIP_LEVEL)
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -365,8 +383,6 @@ def assess_to_dir(
     from .report import collect_lowest, write_report
     from .weights import load_model
 
-    import SimpleITK as sitk
-
     scorer = Scorer(load_model(model), device)
     renderer = SliceRenderer(ct=paths.get("CT"), pet=paths.get("PET"), rgb=paths.get("RGB"))
     images = {role: img for role, img in (("CT", renderer.ct), ("PET", renderer.pet), ("RGB", renderer.rgb))
@@ -394,7 +410,7 @@ def assess_to_dir(
     try:
         with _Staging(out.absolute(), mrb_path.absolute() if mrb_path else None) as staging:
             _write_scores_csv(staging.path("scores.csv"), assessment)
-            sitk.WriteImage(assessment.heatmap_image(), str(staging.path("heatmap.nrrd")), True)
+            write_heatmap(assessment, staging.path("heatmap.nrrd"))
             staging.path("summary.json").write_text(
                 json.dumps(summary, indent=2, default=_json_default) + "\n", encoding="utf-8"
             )

@@ -49,6 +49,10 @@ def _read_file(path: Path, role: str) -> sitk.Image:
     try:
         reader.ReadImageInformation()
     except RuntimeError as e:
+        known = next((fmt for suffix, fmt in _FORMATS.items() if path.name.lower().endswith(suffix)), None)
+        if known:
+            raise InputError(f"{role}: cannot read {path}: it is damaged or not a valid {known} file "
+                             f"({_last_line(e)}). Copy or export it again.") from None
         raise InputError(
             f"{role}: cannot read {path} as an image ({_last_line(e)}). "
             "Give a NIfTI (.nii/.nii.gz), NRRD (.nrrd), MetaImage (.mha/.mhd) file or a DICOM series folder."
@@ -65,6 +69,9 @@ def _read_file(path: Path, role: str) -> sitk.Image:
         raise InputError(f"{role}: cannot read the voxels of {path} ({reason}). The file is damaged: "
                          "copy or export it again.") from None
 
+
+_FORMATS = {".nii": "NIfTI", ".nii.gz": "NIfTI", ".nrrd": "NRRD", ".nhdr": "NRRD", ".mha": "MetaImage",
+            ".mhd": "MetaImage"}
 
 # How ITK's readers say that the voxel data is shorter than the header describes.
 _SHORT_DATA = ("fread got only", "but received", "data not read completely", "unexpected end of file")

@@ -7,6 +7,7 @@ import datetime
 import json
 from pathlib import Path
 
+from ..errors import InputError
 
 
 ARCHITECTURE = (
@@ -112,7 +113,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     samples = load_dataset(args.images, args.labels)
     scorer = Scorer(load_model(args.model), "auto")
     pred = [float(scorer(s.image[None])[0][0]) for s in samples]
-    m = correlations(pred, [s.mos for s in samples], [s.scene for s in samples])
+    try:
+        m = correlations(pred, [s.mos for s in samples], [s.scene for s in samples])
+    except ValueError as e:  # too few images, or all with one label
+        raise InputError(f"evaluate: {len(samples)} labelled images give no correlation ({e}). "
+                         "Give at least 3 images whose labels differ.") from None
     if args.json:
         print(json.dumps(m, indent=2))
     else:

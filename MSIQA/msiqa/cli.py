@@ -101,11 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "score", parents=[common, run], help="score single 2D pictures",
-        description="Score 2D pictures (PNG, JPEG, single-frame DICOM, ...). Grey pictures are expanded to RGB; "
-                    "a CT DICOM is windowed as 'assess' windows CT. For volumes use 'msiqa assess'.",
+        description="Score 2D pictures (PNG, JPEG, single-frame DICOM, ...), at least 32x32 pixels. Grey pictures "
+                    "are expanded to RGB; a CT DICOM is windowed as 'assess' windows CT. For volumes use "
+                    "'msiqa assess'. A picture that cannot be read is listed with the reason in the error column "
+                    "(and on stderr), the others are still scored, and the exit code is 2.",
     )
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--csv", metavar="OUT", help="write image,score rows to this CSV file instead of printing them")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="picture files to score")
+    p.add_argument("--csv", metavar="OUT", help="write image,score,error rows to this CSV file instead of printing "
+                                                "them (kept as it was if no picture could be scored)")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser(

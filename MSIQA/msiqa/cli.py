@@ -522,17 +522,6 @@ def to_rgb(a: np.ndarray, *, ct: bool = False, path: str = "picture") -> np.ndar
     raise InputError(f"{path}: a picture of shape {a.shape} is neither grey nor RGB.")
 
 
-def _is_dicom(path: Path) -> bool:
-    if path.suffix.lower() in (".dcm", ".dicom"):
-        return True
-    try:
-        with open(path, "rb") as f:
-            head = f.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
-
-
 def _read_dicom_picture(path: Path) -> np.ndarray:
     import pydicom
 
@@ -589,11 +578,13 @@ def _read_with_sitk(path: Path) -> np.ndarray:
 def _read_picture_file(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
+    from .dicom_series import looks_like_dicom
+
     if not path.exists():
         raise InputError(f"{path} does not exist. Check the path.")
     if path.is_dir():
         raise InputError(_NOT_2D.format(path=path, what="this is a folder (a DICOM series is a volume)"))
-    if _is_dicom(path):
+    if looks_like_dicom(path):
         return _read_dicom_picture(path)
     try:
         with Image.open(path) as im:

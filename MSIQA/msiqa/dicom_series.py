@@ -89,9 +89,8 @@ def series_files(folder: Path, role: str) -> list[str]:
     return files
 
 
-def _looks_like_dicom(path: Path) -> bool:
-    if path.name.upper() == "DICOMDIR":
-        return False  # an index of the media, not an image
+def looks_like_dicom(path: Path) -> bool:
+    """A DICOM suffix, or the 'DICM' marker after the 128-byte preamble."""
     if path.suffix.lower() in (".dcm", ".dicom", ".ima"):
         return True
     try:
@@ -105,7 +104,8 @@ def _looks_like_dicom(path: Path) -> bool:
 def _dicom_files_outside(folder: Path, files: set[str]) -> list[Path]:
     inside = {Path(f).resolve() for f in files}
     return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.resolve() not in inside and _looks_like_dicom(p))
+                  if p.is_file() and not p.name.startswith(".") and p.resolve() not in inside
+                  and p.name.upper() != "DICOMDIR" and looks_like_dicom(p))  # DICOMDIR: an index, not an image
 
 
 def _names(paths: list[Path], shown: int = 5) -> str:

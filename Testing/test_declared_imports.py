@@ -73,7 +73,8 @@ def imported_top_levels(folder: Path) -> dict[str, set[str]]:
                 continue
             for name in names:
                 top = name.split(".")[0]
-                if top not in sys.stdlib_module_names and top != OWN:
+                local = (path.parent / f"{top}.py").exists() or (path.parent / top).is_dir()  # e.g. a sibling test module
+                if top not in sys.stdlib_module_names and top != OWN and not local:
                     found.setdefault(top, set()).add(str(path.relative_to(ROOT)))
     return found
 

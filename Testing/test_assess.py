@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from msiqa.assess import Scorer, assess, score_images
+from msiqa.assess import Scored, Scorer, assess, score_images
 from msiqa.errors import Cancelled, InputError
 from msiqa.render import SliceRenderer
 from msiqa.results import Geometry
@@ -157,10 +157,11 @@ class BrightnessScorer:
         summary = {"name": "brightness", "version": "test", "preset": None, "sha256": None}
 
     device = "cpu"
+    causes = ()
 
     def __call__(self, pictures):
         maps = pictures.astype(np.float32).mean(-1) / 255.0
-        return maps.mean(axis=(1, 2)), maps
+        return Scored(maps.mean(axis=(1, 2)), maps, None)
 
 
 @pytest.mark.parametrize("copy", [None, flipped_copy])
@@ -180,12 +181,12 @@ def test_heatmap_lands_on_the_voxels_the_network_looked_at(copy):
 
 def test_score_images_matches_the_scorer(pair, scorer):
     pics = SliceRenderer(ct=pair[0], pet=pair[1]).render(0, 2)
-    direct = scorer(pics)[0]
+    direct = scorer(pics).scores
     assert np.allclose(score_images(list(pics), scorer), direct, atol=1e-5)
 
 
 def test_scorer_handles_sizes_that_are_not_multiples_of_32(scorer):
     pics = np.random.default_rng(0).integers(0, 256, (2, 50, 70, 3), dtype=np.uint8)
-    scores, maps = scorer(pics)
+    scores, maps, _ = scorer(pics)
     assert scores.shape == (2,) and maps.shape == (2, 50, 70)
     assert maps.min() >= 0 and maps.max() <= 1

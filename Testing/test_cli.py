@@ -78,8 +78,10 @@ def read_csv(path: Path) -> list[list[str]]:
 def test_assess_writes_the_four_outputs(assessed, study, bundled_model):
     assert sorted(p.name for p in assessed.iterdir()) == sorted(cli.OUTPUTS)
     rows = read_csv(assessed / "scores.csv")
-    assert rows[0] == ["slice", "score", "flagged"]
+    assert rows[0] == ["slice", "score", "flagged", "cause", "cause_confidence"]
     assert [int(r[0]) for r in rows[1:]] == list(range(K))
+    names = bundled_model.net.config.causes
+    assert all(r[3] in names and 0 < float(r[4]) <= 1 for r in rows[1:]) if names else all(r[3:] == ["", ""] for r in rows[1:])
     assert all(re.fullmatch(r"-?\d+\.\d{4}", r[1]) for r in rows[1:])
     summary = json.loads((assessed / "summary.json").read_text())
     assert summary["version"] == msiqa.__version__ and summary["slices"] == K
@@ -149,7 +151,7 @@ def test_existing_outputs_are_replaced_on_success(study, tmp_path):
     (out / "scores.csv").write_text("stale\n")
     (out / "notes.txt").write_text("mine\n")
     assert cli.main(["assess", "--ct", str(ct), "--out", str(out), *FAST]) == 0
-    assert read_csv(out / "scores.csv")[0] == ["slice", "score", "flagged"]
+    assert read_csv(out / "scores.csv")[0] == ["slice", "score", "flagged", "cause", "cause_confidence"]
     assert (out / "notes.txt").read_text() == "mine\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folders left
 

@@ -3,7 +3,9 @@
 import pytest
 import torch
 
+from msiqa.causes import CAUSES
 from msiqa.models import AGCA, GRID_STRIDE, create_model, preset
+from msiqa.models.msiqa_net import onto_scale
 
 
 @pytest.mark.parametrize("name", ["compact", "paper"])
@@ -12,16 +14,17 @@ def test_shapes_for_crops_and_slices(name):
     net = create_model(name).eval()
     with torch.inference_mode():
         for h, w in ((64, 64), (96, 160)):
-            score, weight = net(torch.rand(2, 3, h, w))
-            assert score.shape == (2,)
-            assert weight.shape == (2, 1, h // GRID_STRIDE, w // GRID_STRIDE)
-            assert torch.all((weight > 0) & (weight < 1))
+            out = net(torch.rand(2, 3, h, w))
+            assert out.score.shape == (2,)
+            assert out.weight.shape == (2, 1, h // GRID_STRIDE, w // GRID_STRIDE)
+            assert out.cell_score.shape == out.weight.shape
+            assert out.cause.shape == (2, len(CAUSES))
+            assert torch.all((out.weight > 0) & (out.weight < 1))
 
 
 def _grads(net, x):
     net.train()
-    score, _ = net(x)
-    score.sum().backward()
+    net(x).score.sum().backward()
     return {n: p.grad for n, p in net.named_parameters()}
 
 
@@ -43,15 +46,16 @@ def test_released_head_cancels_its_weights():
     """Pooling before the head makes score = s*w/w = s: the weight branch gets no gradient."""
     torch.manual_seed(0)
     grads = _grads(create_model("compact", head="pooled"), torch.rand(2, 3, 64, 64))
-    assert _norm(grads, "weight.") == pytest.approx(0.0, abs=1e-8)
+    # Zero up to float32 rounding of s*w/w: a millionth of what reaches the score branch.
     assert _norm(grads, "score.") > 0
+    assert _norm(grads, "weight.") < 1e-6 * _norm(grads, "score.")
 
 
 def test_weight_map_varies_across_the_grid(bundled_model):
     x = torch.zeros(1, 3, 256, 256)
     x[..., 64:192, 64:192] = torch.rand(1, 3, 128, 128)  # a textured square in black air
     with torch.inference_mode():
-        _, w = bundled_model.net(x)
+        w = bundled_model.net(x).weight
     assert float(w.max() - w.min()) > 0.05
 
 
@@ -73,3 +77,27 @@ def test_agca_starts_as_channel_gating():
     # One gate per channel and sample, constant over space, in (0, 1).
     assert torch.allclose(gate, gate[..., :1, :1].expand_as(gate), atol=1e-5)
     assert torch.all((gate > 0) & (gate < 1))
+
+
+def test_scores_stay_on_the_0_to_4_scale_in_order_and_unchanged_inside_it():
+    raw = torch.linspace(-50, 50, 20001)
+    mapped = onto_scale(raw)
+    assert float(mapped.min()) >= 0.0 and float(mapped.max()) <= 4.0
+    step = mapped.diff()
+    assert torch.all(step >= 0), "order must be kept"
+    assert torch.all(step[(raw[1:] > -2) & (raw[1:] < 6)] > 0), "ties only far outside the scale"
+    inside = (raw >= 0.5) & (raw <= 3.5)
+    assert torch.equal(mapped[inside], raw[inside])
+    # Value and slope are continuous at the knees: no jump a user could see between neighbours.
+    for knee in (0.5, 3.5):
+        x = torch.tensor([knee - 1e-3, knee + 1e-3], dtype=torch.float64)
+        assert float(onto_scale(x).diff()) == pytest.approx(2e-3, rel=1e-3)
+
+
+def test_cause_head_reads_the_attention_pooled_features():
+    """Without a cause list there is no cause head; with one, its gradient reaches the weights."""
+    assert create_model("compact", causes=()).cause is None
+    torch.manual_seed(0)
+    net = create_model("compact").train()
+    net(torch.rand(2, 3, 64, 64)).cause.sum().backward()
+    assert net.weight[0].weight.grad.abs().sum() > 0

@@ -1,9 +1,11 @@
 """Leave-scenes-out cross-validation on the development set: the bundled configuration,
 its ablations and hand-made baselines, each row with the same training budget.
 
-    python benchmarks/accuracy.py --data ../shared/petct-iqa-dev --folds 3 --steps 500 --jobs 2
+    python benchmarks/accuracy.py --data ../shared/petct-iqa-dev --folds 3 --jobs 2
 
-Each (row, fold) result is cached as one JSON line in --cache, so an interrupted run resumes;
+Every row starts from the training recipe (--recipe, default the bundled model's) and trains for
+its budget unless --steps says otherwise. Each (recipe, row, fold) result is cached as one JSON
+line in --cache, so an interrupted run resumes and a changed recipe is never served old figures;
 the table (mean +- std over folds) is printed and written to benchmarks/RESULTS.md.
 Needs the development data (not in the repository): this is a benchmark, not a test.
 """
@@ -11,6 +13,7 @@ Needs the development data (not in the repository): this is a benchmark, not a t
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -27,6 +30,7 @@ ROWS: dict[str, dict] = {
     "ablation: no synthetic data": {"synthetic": 0.0},
     "ablation: synthetic, uncalibrated labels": {"labels": "fixed"},
 }
+RECIPE = Path(__file__).resolve().parents[1] / "MSIQA/msiqa/weights/msiqa-compact.train.json"
 BASELINES = ["8x8 blockiness", "noise estimate", "impulse density", "hand-made regression (3 features)"]
 
 
@@ -46,9 +50,10 @@ def run_network(row: str, fold: int, args) -> dict:
     data = Path(args.data)
     samples = load_labelled_folder(data / "images", data / "labels.csv")
     held = set(folds_of(sorted({s.scene for s in samples}), args.folds)[fold])
-    base = json.loads((Path(__file__).resolve().parents[1] / "MSIQA/msiqa/weights/msiqa-compact.train.json").read_text())
+    base = json.loads(Path(args.recipe).read_text())
     config = TrainConfig(**{**base, **ROWS[row], "steps": args.steps, "seed": fold})
-    net = train([s for s in samples if s.scene not in held], config, progress=False, log=lambda m: None)
+    net = train([s for s in samples if s.scene not in held], config, clinical_root=args.clinical_root,
+                progress=False, log=lambda m: None)
     val = [s for s in samples if s.scene in held]
     pred = predict(net, [s.image for s in val])
     return correlations(pred, [s.mos for s in val], [s.scene for s in val])
@@ -80,26 +85,33 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/petct-iqa-dev"))
     ap.add_argument("--folds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--recipe", default=str(RECIPE), help="training recipe (JSON) every row starts from")
+    ap.add_argument("--steps", type=int, help="training steps per fold (default: the recipe's)")
+    ap.add_argument("--clinical-root", help="folder of the recipe's clinical_volumes (see msiqa train --help)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--rows", nargs="*", help="subset of rows (default: all)")
     ap.add_argument("--cache", default="benchmarks/accuracy_cache.jsonl")
     ap.add_argument("--out", default="benchmarks/RESULTS.md")
     ap.add_argument("--update-card", action="store_true", help="write the compact row into the bundled model card")
     args = ap.parse_args()
+    recipe_text = Path(args.recipe).read_text()
+    args.steps = args.steps or json.loads(recipe_text)["steps"]
+    args.recipe_sha = hashlib.sha256(recipe_text.encode()).hexdigest()[:12]
 
     cache = Path(args.cache)
     done: dict[tuple[str, int], dict] = {}
     if cache.exists():
         for line in cache.read_text().splitlines():
             r = json.loads(line)
-            if r["steps"] == args.steps and r["folds"] == args.folds:
+            baseline = r["row"] in BASELINES
+            if r["folds"] == args.folds and (baseline or (r["steps"], r.get("recipe")) == (args.steps, args.recipe_sha)):
                 done[(r["row"], r["fold"])] = r["metrics"]
 
     def record(row: str, fold: int, metrics: dict) -> None:
         done[(row, fold)] = metrics
         with open(cache, "a") as f:
-            f.write(json.dumps({"row": row, "fold": fold, "steps": args.steps, "folds": args.folds, "metrics": metrics}) + "\n")
+            f.write(json.dumps({"row": row, "fold": fold, "steps": args.steps, "folds": args.folds,
+                               "recipe": args.recipe_sha, "metrics": metrics}) + "\n")
         print(f"{row} fold {fold}: SROCC {metrics['srocc']:.3f} within {metrics['within_scene_srocc']:.3f}", flush=True)
 
     if not all((b, f) in done for b in BASELINES for f in range(args.folds)):
@@ -123,12 +135,20 @@ def update_card(done: dict, args) -> None:
     card = json.loads(card_path.read_text())
     card["cross_validation"] = {
         "protocol": f"leave-scenes-out, {args.folds} folds of {12 // args.folds} scenes, {args.steps} training steps "
-        "per fold (the bundled model itself was trained longer, on all 12 scenes)",
+        "per fold on 8 scenes (the bundled model: the same recipe on all 12 scenes)",
         "command": f"python benchmarks/accuracy.py --folds {args.folds} --steps {args.steps} --update-card",
+        "recipe_sha256_12": args.recipe_sha,
         **{k: {"mean": float(np.mean([m[k] for m in ms])), "std": float(np.std([m[k] for m in ms]))}
            for k in ("plcc", "srocc", "krocc", "sum", "within_scene_srocc")},
     }
     card_path.write_text(json.dumps(card, indent=2) + "\n")
+
+
+def _crops_per_step(args) -> str:
+    r = json.loads(Path(args.recipe).read_text())
+    dev = r["batch_scenes"] * r["per_scene"]
+    sim = r.get("phantom_scenes", 0) * r["per_scene"]
+    return f"{dev} development + {sim} simulated {r['crop']}x{r['crop']}" if sim else f"{dev} {r['crop']}x{r['crop']}"
 
 
 def write_table(done: dict, args) -> None:
@@ -137,10 +157,11 @@ def write_table(done: dict, args) -> None:
         "",
         "Development set: ../shared/petct-iqa-dev (324 images, 12 scenes; Li et al., MICCAI 2025, arXiv 2506.20200).",
         f"{args.folds} folds, each holding out {12 // args.folds} whole scenes; every network row trained from scratch",
-        f"with the same budget ({args.steps} steps of 24 crops of 128x128, seed = fold), scored on whole 512x512 images.",
+        f"with the same budget ({args.steps} steps of {_crops_per_step(args)} crops, seed = fold), scored on whole 512x512 images.",
         "Mean +- standard deviation over folds. `sum` = PLCC + SROCC + KROCC (the LDCTIQAC2023 figure).",
         "",
-        f"Command: `python benchmarks/accuracy.py --folds {args.folds} --steps {args.steps}`",
+        f"Command: `python benchmarks/accuracy.py --folds {args.folds} --steps {args.steps}`"
+        f" (recipe {Path(args.recipe).name}, sha256 {args.recipe_sha}...)",
         "",
         "| row | PLCC | SROCC | KROCC | sum | within-scene SROCC | folds |",
         "|---|---|---|---|---|---|---|",

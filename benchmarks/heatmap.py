@@ -1,81 +1,90 @@
-"""Heatmap faithfulness: does the attention map point at a local degradation?
+"""Heatmap faithfulness (the pointing game): does the attention map point at a local fault?
 
-For each of N trials: take the best-rated version of a random development scene, paste a
-strong local degradation (JPEG quality 5, or heavy noise with impulse pixels) into one
-random 128x128 region inside the body, and score it with the bundled model. A hit is a
-heatmap peak inside the region. Also counts how often the image score drops.
+    python benchmarks/heatmap.py --data ../shared/petct-iqa-dev --trials 40
 
-    python benchmarks/heatmap.py --data ../shared/petct-iqa-dev --trials 200
+For every fault family that can hit part of a picture, and each source of pictures:
+- development pictures (512x512 fused, the best-rated version of each scene): a 128x128
+  region inside the body;
+- held-out simulated slices (PET/CT and CT alone on the 160x160 CT grid): a 64x64 region;
+the fault is applied inside the region only, at a severity of 0.5-1.0, and the picture
+scored. A hit is a heatmap maximum inside the region; the score should also drop against
+the clean picture in the same trial. Misregistration (the whole PET moves) has no region
+and is not part of the game. Clinical faults on development pictures act on their layers
+as ``degrade.split_layers`` recovers them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
+from synthetic_trials import GLOBAL_ONLY, causes_for, held_out_slices, make_trial
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MSIQA"))
+from msiqa.assess import Scorer
+from msiqa.training.datasets import load_labelled_folder
+from msiqa.training.layer_faults import Layers
+from msiqa.training.train import DEV_PX_MM
+from msiqa.weights import load_model
 
-from msiqa.assess import Scorer  # noqa: E402
-from msiqa.training.datasets import load_labelled_folder  # noqa: E402
-from msiqa.training.degrade import degrade  # noqa: E402
+
+def sources(args):
+    data = Path(args.data)
+    if (data / "labels.csv").is_file():
+        best = {}
+        for s in load_labelled_folder(data / "images", data / "labels.csv"):
+            if s.scene not in best or s.mos > best[s.scene].mos:
+                best[s.scene] = s
+        yield "development", [Layers.of_picture(s.image, DEV_PX_MM) for s in best.values()], 128
+    else:
+        print(f"no development data at {data}: simulated pictures only")
+    slices = held_out_slices(args.noise_seeds, args.anatomies or [None])
+    for mode in ("petct", "ct"):
+        yield f"simulated {mode}", [s.layers(mode) for s in slices], 64
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/petct-iqa-dev"))
-    ap.add_argument("--trials", type=int, default=200)
+    ap.add_argument("--trials", type=int, default=40, help="per family and source")
     ap.add_argument("--model", default=None)
+    ap.add_argument("--noise-seeds", type=int, nargs="+", default=[11, 12])
+    ap.add_argument("--anatomies", type=int, nargs="*", default=[])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json")
     args = ap.parse_args()
 
-    from msiqa.weights import load_model
-
     scorer = Scorer(load_model(args.model), "auto")
-    samples = load_labelled_folder(Path(args.data) / "images", Path(args.data) / "labels.csv")
-    best = {}
-    for s in samples:
-        if s.scene not in best or s.mos > best[s.scene].mos:
-            best[s.scene] = s
-    clean = sorted(best.values(), key=lambda s: s.scene)
-    base_scores = {s.scene: float(scorer(s.image[None])[0][0]) for s in clean}
-
     rng = np.random.default_rng(args.seed)
-    hits = drops = 0
-    per_kind = {"jpeg8": [0, 0], "noise+impulse": [0, 0]}
-    for t in range(args.trials):
-        s = clean[int(rng.integers(len(clean)))]
-        img = s.image
-        body = img.max(-1) > 12
-        for _ in range(50):
-            y, x = (int(v) for v in rng.integers(0, 512 - 128, size=2))
-            if body[y : y + 128, x : x + 128].mean() > 0.8:
-                break
-        region = (slice(y, y + 128), slice(x, x + 128))
-        kind = "jpeg8" if t % 2 == 0 else "noise+impulse"
-        if kind == "jpeg8":
-            bad = degrade(img, "jpeg8", 1.0, rng, region)
-        else:
-            bad = degrade(degrade(img, "gaussian_noise", 0.8, rng, region), "impulse", 0.8, rng, region)
-        score, maps = scorer(bad[None])
-        py, px = np.unravel_index(int(np.argmax(maps[0])), maps[0].shape)
-        hit = y <= py < y + 128 and x <= px < x + 128
-        drop = float(score[0]) < base_scores[s.scene]
-        hits += hit
-        drops += drop
-        per_kind[kind][0] += hit
-        per_kind[kind][1] += 1
-    result = {
-        "trials": args.trials,
-        "peak_inside_region": hits / args.trials,
-        "score_dropped": drops / args.trials,
-        "by_kind": {k: v[0] / max(1, v[1]) for k, v in per_kind.items()},
-        "model": scorer.model.summary,
-    }
-    print(json.dumps(result, indent=2))
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for source, pictures, region_px in sources(args):
+        families = [c for c in causes_for(pictures[0]) if c not in GLOBAL_ONLY]
+        for family in families:
+            hits = drops = n = 0
+            while n < args.trials:
+                layers = pictures[int(rng.integers(len(pictures)))]
+                trial = make_trial(layers, family, rng, local=True, region_px=region_px, source=source)
+                if trial is None:
+                    continue
+                out = scorer(np.stack([trial.clean, trial.faulty]))
+                heat = out.maps[1]
+                py, px = np.unravel_index(int(np.argmax(heat)), heat.shape)
+                ys, xs = trial.region
+                hits += ys.start <= py < ys.stop and xs.start <= px < xs.stop
+                drops += out.scores[1] < out.scores[0]
+                n += 1
+            table.setdefault(family, {})[source] = {"pointing": hits / n, "score_dropped": drops / n, "trials": n}
+            print(f"{source:>18} {family:>16}: peak inside {100 * hits / n:5.1f} %, score dropped {100 * drops / n:5.1f} %",
+                  flush=True)
+    sources_seen = sorted({s for v in table.values() for s in v})
+    print("\n| family | " + " | ".join(f"{s}: pointing / score drop" for s in sources_seen) + " |")
+    print("|---|" + "---|" * len(sources_seen))
+    for family, by in table.items():
+        cells = [f"{100 * by[s]['pointing']:.0f} % / {100 * by[s]['score_dropped']:.0f} %" if s in by else "-" for s in sources_seen]
+        print(f"| {family} | " + " | ".join(cells) + " |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"table": table, "model": scorer.model.summary}, indent=2))
 
 
 if __name__ == "__main__":

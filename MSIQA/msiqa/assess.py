@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -42,6 +42,12 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+class Scored(NamedTuple):
+    scores: np.ndarray  # (B,) on the 0-4 scale
+    maps: np.ndarray  # (B, H, W) attention weights in [0, 1]
+    causes: np.ndarray | None  # (B, len(model causes)) probabilities; None without a cause head
+
+
 class Scorer:
     """Runs the network on batches of uint8 RGB pictures of any size.
 
@@ -61,24 +67,29 @@ class Scorer:
         return contextlib.nullcontext()
 
     @torch.inference_mode()
-    def __call__(self, pictures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(B, H, W, 3) uint8 -> scores (B,), weight maps (B, H, W) in [0, 1]."""
+    def __call__(self, pictures: np.ndarray) -> Scored:
+        """(B, H, W, 3) uint8 -> scores, weight maps and cause probabilities."""
         b, h, w, _ = pictures.shape
         x = torch.from_numpy(np.require(pictures, np.uint8, ["C", "W"])).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
         ph, pw = -h % GRID_STRIDE, -w % GRID_STRIDE
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph))
         with self._autocast():
-            score, weight = self.net(x)
-        maps = F.interpolate(weight.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)
+            out = self.net(x)
+        maps = F.interpolate(out.weight.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)
         maps = maps[:, 0, :h, :w].clamp_(0, 1)
-        return score.float().cpu().numpy(), maps.cpu().numpy()
+        causes = None if out.cause is None else torch.softmax(out.cause.float(), dim=1).cpu().numpy()
+        return Scored(out.score.float().cpu().numpy(), maps.cpu().numpy(), causes)
+
+    @property
+    def causes(self) -> tuple[str, ...]:
+        return self.net.config.causes
 
 
 def score_images(pictures: Sequence[np.ndarray], scorer: Scorer | None = None) -> np.ndarray:
     """Scores of single 2D RGB pictures (each HxWx3 uint8), one at a time (sizes may differ)."""
     scorer = scorer or Scorer()
-    return np.array([float(scorer(p[None])[0][0]) for p in pictures], dtype=np.float32)
+    return np.array([float(scorer(p[None]).scores[0]) for p in pictures], dtype=np.float32)
 
 
 def assess(
@@ -109,13 +120,16 @@ def assess(
     size = renderer.geometry.size
     scores = np.empty(n, dtype=np.float32)
     heatmap = np.empty((n, size[1], size[0]), dtype=np.float32)
+    causes = np.zeros((n, len(scorer.causes)), dtype=np.float32)
     for k0 in range(0, n, batch_size):
         if cancel is not None and cancel():
             raise Cancelled(f"assessment cancelled after {k0} of {n} slices; no result was kept.")
         k1 = min(n, k0 + batch_size)
-        s, maps = scorer(renderer.render(k0, k1))
-        scores[k0:k1] = s
-        heatmap[k0:k1] = renderer.to_reference(maps)
+        out = scorer(renderer.render(k0, k1))
+        scores[k0:k1] = out.scores
+        heatmap[k0:k1] = renderer.to_reference(out.maps)
+        if out.causes is not None:
+            causes[k0:k1] = out.causes
         if progress is not None:
             progress(k1, n)
     return Assessment(
@@ -123,6 +137,8 @@ def assess(
         heatmap=heatmap,
         geometry=renderer.geometry,
         threshold=float(threshold),
+        cause_names=tuple(scorer.causes),
+        cause_probs=causes,
         rendering=renderer.description,
         model={**scorer.model.summary, "device": str(scorer.device)},
     )

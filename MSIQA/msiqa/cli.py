@@ -317,9 +317,11 @@ def _progress_bar(quiet: bool, desc: str):
 def _write_scores_csv(path: Path, assessment) -> None:
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["slice", "score", "flagged"])
-        for k, (score, flagged) in enumerate(zip(assessment.scores, assessment.flagged)):
-            w.writerow([k, f"{float(score):.4f}", int(bool(flagged))])
+        w.writerow(["slice", "score", "flagged", "cause", "cause_confidence"])
+        rows = zip(assessment.scores, assessment.flagged, assessment.causes, assessment.cause_confidence)
+        for k, (score, flagged, cause, confidence) in enumerate(rows):
+            w.writerow([k, f"{float(score):.4f}", int(bool(flagged)), cause,
+                        "" if np.isnan(confidence) else f"{float(confidence):.3f}"])
 
 
 # heatmap.nrrd keeps its values on a 1/256 grid, as fine as a colour map shows them: float noise in

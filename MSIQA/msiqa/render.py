@@ -142,6 +142,25 @@ class SliceRenderer:
             maps = maps.swapaxes(1, 2)
         return np.ascontiguousarray(maps)
 
+    def layers(self, k0: int, k1: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """CT in HU and PET in SUV (on the reference grid) of slices k0 <= k < k1, each
+        (B, rows, cols) float32 as the pictures show them, None for a missing modality."""
+        if self.rgb is not None:
+            raise InputError("an RGB fused volume has no separate CT and PET layers.")
+        ct = pet = None
+        if self.ct is not None:
+            ct = sitk.GetArrayFromImage(self.ct[:, :, k0:k1]).astype(np.float32)
+        if self.pet is not None:
+            if self.ct is not None:
+                slab = self.ct[:, :, k0:k1]
+                pet = sitk.GetArrayFromImage(
+                    sitk.Resample(self.pet, slab, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+                )
+            else:
+                pet = sitk.GetArrayFromImage(self.pet[:, :, k0:k1]).astype(np.float32)
+            pet *= self.pet_factor
+        return tuple(None if a is None else np.ascontiguousarray(self._to_display(a)) for a in (ct, pet))
+
     def render(self, k0: int, k1: int) -> np.ndarray:
         """uint8 RGB pictures (B, rows, cols, 3) of slices k0 <= k < k1."""
         if self.rgb is not None:
@@ -150,16 +169,7 @@ class SliceRenderer:
             # of SimpleITK memory does not keep its image alive.
             a = np.array(view) if view.dtype == np.uint8 else np.clip(view * self._rgb_scale, 0, 255).astype(np.uint8)
             return np.ascontiguousarray(self._to_display(a))
-        ct = window_ct(sitk.GetArrayViewFromImage(self.ct)[k0:k1], self.settings) if self.ct is not None else None
-        pet = None
-        if self.pet is not None:
-            if self.ct is not None:
-                slab = self.ct[:, :, k0:k1]
-                pet = sitk.GetArrayFromImage(
-                    sitk.Resample(self.pet, slab, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-                )
-            else:
-                pet = sitk.GetArrayViewFromImage(self.pet)[k0:k1].astype(np.float32)
-            pet = pet * (self.pet_factor / self.settings.suv_max)
-        rgb = fuse(ct, pet, self.settings.pet_alpha)
-        return np.ascontiguousarray(self._to_display(rgb))
+        ct, pet = self.layers(k0, k1)
+        ct = window_ct(ct, self.settings) if ct is not None else None
+        pet = pet / self.settings.suv_max if pet is not None else None
+        return fuse(ct, pet, self.settings.pet_alpha)

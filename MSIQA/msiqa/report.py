@@ -18,6 +18,7 @@ from typing import IO, Any, Mapping, Union
 import numpy as np
 from PIL import Image
 
+from .causes import DESCRIPTIONS
 from .results import Assessment
 
 PathOrBuffer = Union[str, os.PathLike, IO[bytes]]
@@ -254,7 +255,8 @@ def _lowest_section(assessment: Assessment, pictures: Mapping[int, np.ndarray], 
             imgs += f'<img alt="slice {k} with attention heatmap" src="{_data_uri(png_bytes(blend(pic, heat)))}">'
         figures.append(
             f'<figure><div class="pair">{imgs}</div>'
-            f"<figcaption><span>slice <b>{k}</b> &middot; score <b>{score:.2f}</b></span>{badge}</figcaption></figure>"
+            f"<figcaption><span>slice <b>{k}</b> &middot; score <b>{score:.2f}</b>"
+            f"{' &middot; ' + _cause_text(assessment, k) if bad else ''}</span>{badge}</figcaption></figure>"
         )
     return (
         f"<h2>Lowest-scoring slices</h2><div class=\"slices\">{''.join(figures)}</div>"
@@ -265,16 +267,28 @@ def _lowest_section(assessment: Assessment, pictures: Mapping[int, np.ndarray], 
     )
 
 
+def _cause_text(assessment: Assessment, k: int) -> str:
+    """The cause head's reading of slice k, for a person: what and how sure."""
+    cause = assessment.causes[k]
+    if not cause:
+        return ""
+    return f"{_e(DESCRIPTIONS[cause])} ({100 * float(assessment.cause_confidence[k]):.0f} %)"
+
+
 def _flagged_section(assessment: Assessment, shown: set[int]) -> str:
     flagged = np.flatnonzero(assessment.flagged)
     if flagged.size == 0:
         return f"<h2>Flagged slices</h2><p>No slice scores below the threshold ({assessment.threshold:g}).</p>"
     rows = "".join(
         f'<tr><td class="num">{int(k)}</td><td class="num">{float(assessment.scores[k]):.3f}</td>'
+        f"<td>{_cause_text(assessment, int(k))}</td>"
         f'<td>{"shown above" if int(k) in shown else ""}</td></tr>'
         for k in flagged
     )
-    table = f'<table><tr><th class="num">slice (k)</th><th class="num">score</th><th></th></tr>{rows}</table>'
+    table = (
+        '<table><tr><th class="num">slice (k)</th><th class="num">score</th><th>likely cause</th><th></th></tr>'
+        f"{rows}</table>"
+    )
     if flagged.size > 40:
         table = f"<details><summary>{flagged.size} slices</summary>{table}</details>"
     return f"<h2>Flagged slices ({flagged.size})</h2>{table}"

@@ -41,6 +41,8 @@ class Assessment:
     ``scores[k]`` is the predicted quality (0 = unusable ... 4 = excellent, the radiologists'
     scale of the training labels) of axial slice k; ``heatmap`` is a (K, J, I) float32 array on
     ``geometry`` with values in [0, 1], high where the network put its weight.
+    ``cause_probs[k]`` are the cause head's probabilities over ``cause_names`` for slice k
+    (no columns for a model without a cause head).
     ``complete`` is False only for a result that was cut short; such a result is never written
     as if it were whole.
     """
@@ -49,6 +51,8 @@ class Assessment:
     heatmap: np.ndarray
     geometry: Geometry
     threshold: float = 2.0
+    cause_names: tuple[str, ...] = ()
+    cause_probs: np.ndarray | None = None
     rendering: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     complete: bool = True
@@ -56,6 +60,19 @@ class Assessment:
     @property
     def flagged(self) -> np.ndarray:
         return self.scores < self.threshold
+
+    @property
+    def causes(self) -> list[str]:
+        """The most likely fault of each slice ("" where the model names none)."""
+        if not self.cause_names or self.cause_probs is None:
+            return [""] * len(self.scores)
+        return [self.cause_names[i] for i in self.cause_probs.argmax(axis=1)]
+
+    @property
+    def cause_confidence(self) -> np.ndarray:
+        if not self.cause_names or self.cause_probs is None:
+            return np.full(len(self.scores), np.nan, dtype=np.float32)
+        return self.cause_probs.max(axis=1)
 
     def with_threshold(self, threshold: float) -> "Assessment":
         return replace(self, threshold=float(threshold))
@@ -72,6 +89,7 @@ class Assessment:
             "threshold": float(self.threshold),
             "flagged_count": int(flagged.size),
             "flagged_slices": [int(k) for k in flagged],
+            "flagged_causes": {int(k): self.causes[k] for k in flagged} if self.cause_names else {},
             "complete": bool(self.complete),
             "rendering": self.rendering,
             "model": self.model,

@@ -20,13 +20,14 @@ on native-resolution crops and scores a whole 512x512 slice (a 16x16 grid) in on
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..causes import CAUSES
 from .agca import AGCA
 
 GRID_STRIDE = 32
@@ -52,6 +53,8 @@ class NetConfig:
     # Feed a Laplacian high-pass of the grey level beside RGB: single impulse pixels, noise and
     # 8x8 block edges stand out in it, which a network trained from scratch finds much faster.
     highpass: bool = True
+    # Names of the faults the cause head tells apart (empty: no cause head).
+    causes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,6 +62,7 @@ class NetConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "NetConfig":
         d = dict(d)
+        d["causes"] = tuple(d.get("causes", ()))
         for key in ("cnn_kwargs", "swin_kwargs"):
             d[key] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.get(key, {}).items()}
         return cls(**d)
@@ -71,6 +75,7 @@ PRESETS: dict[str, NetConfig] = {
         swin="swin_tiny_patch4_window7_224",
         fusion_dim=256,
         head_dim=128,
+        causes=CAUSES,
     ),
     # Small enough to train from scratch on a CPU and to score >= 10 slices/s on 2 cores.
     "compact": NetConfig(
@@ -80,6 +85,7 @@ PRESETS: dict[str, NetConfig] = {
         swin_kwargs={"embed_dim": 24, "depths": (1, 1, 2, 1), "num_heads": (1, 2, 4, 8), "window_size": 8},
         fusion_dim=48,
         head_dim=64,
+        causes=CAUSES,
     ),
 }
 
@@ -91,8 +97,26 @@ def preset(name: str, **overrides: Any) -> NetConfig:
     return replace(PRESETS[name], **overrides)
 
 
+def onto_scale(s: torch.Tensor, knee: float = 0.5) -> torch.Tensor:
+    """Maps any real score onto the open 0-4 scale, keeping order.
+
+    The identity on [knee, 4 - knee]; beyond, exponential tails that meet it with the same value
+    and slope, so ranks and gradients survive while no score can leave the documented scale.
+    """
+    low = knee * torch.exp((s - knee).clamp(max=0) / knee)
+    high = 4.0 - knee * torch.exp((4.0 - knee - s).clamp(max=0) / knee)
+    return torch.where(s < knee, low, torch.where(s > 4.0 - knee, high, s))
+
+
+class Output(NamedTuple):
+    score: torch.Tensor  # [B], the image score sum(s*w)/sum(w)
+    weight: torch.Tensor  # [B, 1, h, w], the attention map (the heatmap)
+    cell_score: torch.Tensor  # [B, 1, h, w], the score of each grid cell
+    cause: torch.Tensor | None  # [B, len(causes)] logits, None without a cause head
+
+
 class MSIQANet(nn.Module):
-    """Returns (score [B], weight map [B, 1, H/32, W/32]) for RGB input in [0, 1]."""
+    """Returns an :class:`Output` for RGB input in [0, 1]; the grid has one cell per 32x32 pixels."""
 
     def __init__(self, config: NetConfig):
         super().__init__()
@@ -133,6 +157,9 @@ class MSIQANet(nn.Module):
         )
         # Start the score near the middle of the 0-4 scale.
         nn.init.constant_(self.score[-1].bias, 2.0)
+        # The cause is read from the features pooled with the attention weights, so that the
+        # fault the network names is the one where it looked.
+        self.cause = nn.Linear(fused, len(c.causes)) if c.causes else None
 
     def stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The 4 fused stages, each pooled to the stride-32 grid."""
@@ -152,16 +179,21 @@ class MSIQANet(nn.Module):
             out.append(F.adaptive_avg_pool2d(fuse(torch.cat(parts, 1)), grid))
         return out
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> Output:
         f = self.drop(self.attention(torch.cat(self.stage_features(x), 1)))
+        grid = f.shape[-2:]
         if self.config.head == "pooled":
             f = f.mean(dim=(2, 3), keepdim=True)
         s = self.score(f)
         w = self.weight(f)
-        score = (s * w).sum(dim=(1, 2, 3)) / w.sum(dim=(1, 2, 3)).clamp_min(1e-6)
+        total = w.sum(dim=(1, 2, 3)).clamp_min(1e-6)
+        score = onto_scale((s * w).sum(dim=(1, 2, 3)) / total)
+        cause = None
+        if self.cause is not None:
+            cause = self.cause((f * w).sum(dim=(2, 3)) / total[:, None])
         if self.config.head == "pooled":
-            w = w.expand(-1, -1, max(1, x.shape[-2] // GRID_STRIDE), max(1, x.shape[-1] // GRID_STRIDE))
-        return score, w
+            w, s = w.expand(-1, -1, *grid), s.expand(-1, -1, *grid)
+        return Output(score, w, s, cause)
 
 
 def create_model(name_or_config: str | NetConfig = "compact", **overrides: Any) -> MSIQANet:

@@ -21,6 +21,11 @@ DATA_LICENCE = (
     "cite the paper when reporting results on them."
 )
 
+CLINICAL_SOURCE = (
+    "Public TCIA studies (CC BY 3.0) as the test data of the MIRP radiomics library carry them: "
+    "github.com/oncoray/mirp at d8a6a7264a4d0ccb1f88cc670e0b6d047235909f, folder test/data "
+    "(QIN-HEADNECK-01-0139 FDG PET; NSCLC-Radiomics LUNG1-001 and CRLM-CT-1004 CT). Not distributed here."
+)
 
 LAYOUTS = (
     "Three data layouts: IMAGES is a folder of pictures and LABELS a CSV with the columns image,mos[,scene] "
@@ -50,6 +55,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "folder of the same name without the suffix")
     p.add_argument("--name", default="msiqa-compact", help="model name written into the card (default: %(default)s)")
     p.add_argument("--steps", type=int, metavar="N", help="train for N steps instead of the config's number")
+    p.add_argument("--clinical-root", metavar="FOLDER",
+                   help="folder the recipe's clinical_volumes (real studies shown as clean) are relative to; "
+                        "needed only by recipes that list some")
     p.set_defaults(func=_train)
 
     p = sub.add_parser(
@@ -82,7 +90,8 @@ def _train(args: argparse.Namespace) -> int:
         config.steps = args.steps
     samples = load_dataset(args.images, args.labels)
     out = Path(args.out)
-    net = train(samples, config, out_dir=out.with_suffix("") if out.suffix else out.parent / "checkpoints")
+    net = train(samples, config, out_dir=out.with_suffix("") if out.suffix else out.parent / "checkpoints",
+                clinical_root=args.clinical_root)
     card = {
         "name": args.name,
         "version": __version__,
@@ -95,9 +104,14 @@ def _train(args: argparse.Namespace) -> int:
             "images": len(samples),
             "scenes": len({s.scene for s in samples}),
             "synthetic_fraction": config.synthetic,
+            "simulated_studies": {"noise_seeds": config.phantom_noise_seeds, "anatomies": config.phantom_anatomies}
+            if config.phantom_scenes else None,
+            "clinical_studies": {"volumes": config.clinical_volumes, "source": CLINICAL_SOURCE}
+            if config.clinical_scenes and config.clinical_volumes else None,
         },
         "train_config": config.to_dict(),
-        "command": f"msiqa train {args.images} {args.labels or ''} --config {config_path.name} --out {out.name}".replace("  ", " "),
+        "command": (f"msiqa train {args.images} {args.labels or ''} --config {config_path.name} --out {out.name}"
+                    + (f" --clinical-root {args.clinical_root}" if args.clinical_root else "")).replace("  ", " "),
     }
     card = save_model(net, out, card)
     print(f"wrote {out} (sha256 {card['sha256'][:16]}...) and {out.with_suffix('.json').name}")

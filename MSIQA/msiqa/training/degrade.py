@@ -2,10 +2,9 @@
 
 The development set is a designed grid of JPEG quantisation x impulse pixels x noise. These
 functions reproduce those families at other levels and on other anatomy, and add the ones a
-scanner or an archive produces (12-bit JPEG, JPEG 2000, blur, PET low counts, CT streaks).
-PET- and CT-specific degradations act on the two layers of the fused picture: the blend of
-``render.fuse`` is inverted (CT grey from the blue channel, PET level from red/green),
-degraded, and blended again with the engine's own ``fuse``.
+archive or a display adds (12-bit JPEG, JPEG 2000, blur). The faults of one modality
+(``layer_faults``) act on the layers of a fused picture instead: ``split_layers`` inverts the
+blend of ``render.fuse`` (CT grey from the blue channel, PET level from red/green).
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from PIL import Image
 from scipy import ndimage
 
 from ..errors import MissingDependency
-from ..render import RenderSettings, fuse
+from ..render import RenderSettings
 
 Degradation = Callable[[np.ndarray, np.random.Generator, float], np.ndarray]
 ALPHA = RenderSettings().pet_alpha
@@ -104,27 +103,6 @@ def split_layers(img: np.ndarray, alpha: float = ALPHA) -> tuple[np.ndarray, np.
     return ct, pet
 
 
-def pet_low_counts(img: np.ndarray, rng: np.random.Generator, s: float) -> np.ndarray:
-    """Fewer PET counts: blobby (reconstruction-correlated) Poisson-like noise on the PET layer."""
-    ct, pet = split_layers(img)
-    counts = 10 ** (2.5 - 1.8 * s)
-    noisy = rng.poisson(np.maximum(pet, 0) * counts) / counts
-    noisy = ndimage.gaussian_filter(noisy, 1.5) + 0.3 * (noisy - ndimage.gaussian_filter(noisy, 1.5))
-    return fuse(ct, np.clip(noisy, 0, 1), ALPHA)
-
-
-def ct_streaks(img: np.ndarray, rng: np.random.Generator, s: float) -> np.ndarray:
-    """Streaks radiating from a dense point (metal, contrast bolus, photon starvation)."""
-    ct, pet = split_layers(img)
-    h, w = ct.shape
-    cy, cx = rng.uniform(0.3, 0.7) * h, rng.uniform(0.3, 0.7) * w
-    yy, xx = np.mgrid[:h, :w]
-    theta = np.arctan2(yy - cy, xx - cx)
-    n = int(rng.integers(6, 18))
-    streak = sum(np.cos(n * theta + rng.uniform(0, 6.3)) ** 40 * rng.choice([-1, 1]) for _ in range(3))
-    return fuse(np.clip(ct + (0.05 + 0.25 * s) * streak, 0, 1), pet, ALPHA)
-
-
 FAMILIES: dict[str, Degradation] = {
     "jpeg8": jpeg8,
     "jpeg12": jpeg12,
@@ -134,8 +112,19 @@ FAMILIES: dict[str, Degradation] = {
     "speckle": speckle,
     "poisson_noise": poisson_noise,
     "blur": blur,
-    "pet_low_counts": pet_low_counts,
-    "ct_streaks": ct_streaks,
+}
+
+
+# The fault each family shows, as the cause head names it.
+CAUSE_OF: dict[str, str] = {
+    "jpeg8": "compression",
+    "jpeg12": "compression",
+    "jpeg2000": "compression",
+    "impulse": "impulse",
+    "gaussian_noise": "noise",
+    "speckle": "noise",
+    "poisson_noise": "noise",
+    "blur": "blur",
 }
 
 

@@ -20,15 +20,26 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from ..models import MSIQANet, create_model
+from ..causes import CAUSES
+from ..models import GRID_STRIDE, MSIQANet, create_model
 from .datasets import Sample
-from .degrade import FAMILIES, degrade
+from .degrade import CAUSE_OF, FAMILIES, degrade
 from .handcrafted import Calibration, features
+from .labels import ANCHORS, CLEAN_MOS, NAMED_FROM, faulted_score
+from .layer_faults import Layers, applicable, apply_fault
+from ..errors import InputError
+from .phantom_bank import clinical_slices, render_layers, simulate_slices, vary
 
 # Families whose effect the hand-made features measure on the real grid: their synthetic
-# labels come from the fitted calibration; the others drop by a fixed amount per strength.
+# labels come from the fitted calibration. JPEG 2000 (ringing, which none of the features
+# sees) drops by a fixed amount per strength; the clinical faults follow ``labels.ANCHORS``.
 CALIBRATED = {"jpeg8", "jpeg12", "impulse", "gaussian_noise", "speckle", "poisson_noise"}
 UNCALIBRATED_DROP = 1.5
+# Faults that can hit one part of a picture; the others are global by nature (a low-count
+# PET is noisy everywhere, a misregistered PET is shifted as a whole).
+LOCAL_FAULTS = set(FAMILIES) | {"motion", "streaks"}
+DEV_PX_MM = 0.9  # the development pictures: 512 pixels over a ~46 cm thoracic field of view
+IGNORE = -100  # cross-entropy's ignore index: no cause label for this crop
 
 
 @dataclass
@@ -36,16 +47,30 @@ class TrainConfig:
     preset: str = "compact"
     overrides: dict[str, Any] = field(default_factory=dict)
     steps: int = 1500
-    batch_scenes: int = 4
+    batch_scenes: int = 4  # development scenes per batch
     per_scene: int = 6
     crop: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup: int = 50
-    synthetic: float = 0.3  # fraction of crops replaced by a synthetic degradation
-    local: float = 0.3  # of those, fraction degraded in one sub-square only
+    synthetic: float = 0.3  # fraction of development crops replaced by a synthetic degradation
+    layer_faults: float = 0.0  # of those, the fraction that gets a clinical (layer) fault
+    local: float = 0.3  # of the degraded crops, fraction degraded in one sub-square only
     labels: str = "calibrated"  # or "fixed": drop = UNCALIBRATED_DROP * strength for every family
     rank_weight: float = 1.0
+    # Simulated studies (clean, all three display modes, then faulted): scenes per batch, and
+    # which simulator noise seeds and anatomies they come from.
+    phantom_scenes: int = 0
+    phantom_noise_seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
+    phantom_anatomies: list[int | None] = field(default_factory=lambda: [None])
+    # Real studies of diagnostic quality (clean, their own display mode, then faulted): scenes per
+    # batch, and the volumes ({"ct": path} and/or {"pet": path}, relative to the clinical root
+    # given to ``train``), every ``clinical_every``-th slice.
+    clinical_scenes: int = 0
+    clinical_volumes: list[dict[str, str]] = field(default_factory=list)
+    clinical_every: int = 1
+    cause_weight: float = 0.0  # cross-entropy of the cause head
+    attention_weight: float = 0.0  # share of attention a local fault's region must hold
     seed: int = 0
     checkpoint_every: int = 250
 
@@ -62,8 +87,8 @@ def _crop_origin(img: np.ndarray, crop: int, rng: np.random.Generator) -> tuple[
     h, w = img.shape[:2]
     best = (0, 0, -1.0)
     for _ in range(6):
-        y = int(rng.integers(0, (h - crop) // 8 + 1)) * 8
-        x = int(rng.integers(0, (w - crop) // 8 + 1)) * 8
+        y = int(rng.integers(0, max(0, h - crop) // 8 + 1)) * 8
+        x = int(rng.integers(0, max(0, w - crop) // 8 + 1)) * 8
         body = float((img[y : y + crop : 4, x : x + crop : 4].max(-1) > 12).mean())
         if body > 0.6:
             return y, x
@@ -72,55 +97,154 @@ def _crop_origin(img: np.ndarray, crop: int, rng: np.random.Generator) -> tuple[
     return best[0], best[1]
 
 
+def _pad(img: np.ndarray, size: int) -> np.ndarray:
+    """Black (air) padding up to size x size, as the scorer pads small pictures."""
+    h, w = img.shape[:2]
+    if h >= size and w >= size:
+        return img
+    out = np.zeros((max(h, size), max(w, size), 3), np.uint8)
+    out[:h, :w] = img
+    return out
+
+
+@dataclass
+class Crop:
+    image: np.ndarray  # (crop, crop, 3) uint8
+    mos: float
+    group: int
+    cause: int = IGNORE
+    region: tuple[slice, slice] | None = None  # where a local fault is, if it mattered
+
+
 class BatchMaker:
-    def __init__(self, samples: list[Sample], config: TrainConfig):
+    def __init__(self, samples: list[Sample], config: TrainConfig, phantom: list | None = None,
+                 clinical: list | None = None):
         self.samples, self.c = samples, config
         self.by_scene: dict[str, list[int]] = {}
         for i, s in enumerate(samples):
             self.by_scene.setdefault(s.scene, []).append(i)
         self.scenes = sorted(self.by_scene)
+        self.phantom = phantom or []
+        self.clinical = clinical or []
         self.calibration = None
         if config.synthetic > 0 and config.labels == "calibrated":
             feats = np.array([features(s.image) for s in samples])
             self.calibration = Calibration.fit(feats, np.array([s.mos for s in samples]))
 
-    def _synthetic(self, crop: np.ndarray, mos: float, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    def _region(self, rng: np.random.Generator) -> tuple[slice, slice] | None:
+        if rng.random() >= self.c.local:
+            return None
+        size = self.c.crop // 2
+        y, x = (int(rng.integers(0, 2)) * size for _ in range(2))
+        return slice(y, y + size), slice(x, x + size)
+
+    def _picture_fault(self, crop: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float, str, tuple | None]:
         family = str(rng.choice(sorted(FAMILIES)))
         s = float(rng.uniform(0.15, 1.0))
-        region = None
-        if rng.random() < self.c.local:
-            size = self.c.crop // 2
-            y, x = (int(rng.integers(0, 2)) * size for _ in range(2))
-            region = (slice(y, y + size), slice(x, x + size))
+        region = self._region(rng)
         out = degrade(crop, family, s, rng, region)
+        area = region or (slice(None), slice(None))
         if self.calibration is not None and family in CALIBRATED:
             # The change the calibration predicts, measured where the degradation is.
-            area = region or (slice(None), slice(None))
-            drop = min(0.0, float(self.calibration(features(out[area])) - self.calibration(features(crop[area]))))
+            drop = max(0.0, float(self.calibration(features(crop[area])) - self.calibration(features(out[area]))))
+        elif family == "blur" and self.c.labels == "calibrated":
+            drop = ANCHORS["blur"].drop(2.3548 * (0.6 + 2.4 * s))
         else:
-            drop = -UNCALIBRATED_DROP * s
-        return out, float(np.clip(mos + drop, 0.0, 4.0))
+            drop = UNCALIBRATED_DROP * s
+        return out, drop, CAUSE_OF[family], region
 
-    def __call__(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _layer_fault(self, layers: Layers, rng: np.random.Generator) -> tuple[np.ndarray, float, str, tuple | None]:
+        family = str(rng.choice(applicable(layers)))
+        region = self._region(rng) if family in LOCAL_FAULTS else None
+        out, applied = apply_fault(layers, family, float(rng.uniform(0.05, 1.0)), rng, region)
+        return render_layers(out), applied.drop, family, region
+
+    def _labelled(self, image, source_mos, drop, cause, region, group, clean_source: bool) -> Crop:
+        mos = faulted_score(source_mos, drop)
+        if drop >= NAMED_FROM:
+            # A fault added to an already degraded picture is not the only one there.
+            label = CAUSES.index(cause) if clean_source else IGNORE
+        else:
+            label = CAUSES.index("none") if clean_source else IGNORE
+        return Crop(image, mos, group, label, region if drop >= NAMED_FROM else None)
+
+    def _dev_crop(self, sample: Sample, group: int, rng: np.random.Generator) -> Crop:
+        y, x = _crop_origin(sample.image, self.c.crop, rng)
+        crop = sample.image[y : y + self.c.crop, x : x + self.c.crop]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        crop = np.ascontiguousarray(crop)
+        clean = sample.mos >= CLEAN_MOS - 0.2
+        if rng.random() >= self.c.synthetic:
+            return Crop(crop, sample.mos, group, CAUSES.index("none") if clean else IGNORE)
+        if rng.random() < self.c.layer_faults:
+            out = self._layer_fault(Layers.of_picture(crop, DEV_PX_MM), rng)
+        else:
+            out = self._picture_fault(crop, rng)
+        return self._labelled(out[0], sample.mos, out[1], out[2], out[3], group, clean)
+
+    def _clean_slice_crops(self, bank: list, group: int, rng: np.random.Generator) -> list[Crop]:
+        """Versions of one clean slice (simulated or real) in one of its display modes: the clean
+        one, then faulted ones."""
+        src = bank[int(rng.integers(len(bank)))]
+        mode = str(rng.choice(src.modes))
+        layers = vary(src.layers(mode, pet_zoom=float(rng.uniform(1.0, 2.0)) if mode == "pet" else 1.0), rng)
+        # One crop window for every version, so that the ranking compares like with like.
+        picture = render_layers(layers)
+        y, x = _crop_origin(_pad(picture, self.c.crop), self.c.crop, rng)
+        window = (slice(y, y + self.c.crop), slice(x, x + self.c.crop))
+        layers = Layers(
+            None if layers.ct_hu is None else layers.ct_hu[window],
+            None if layers.pet_suv is None else layers.pet_suv[window],
+            layers.px_mm,
+        )
+        clean = _pad(render_layers(layers), self.c.crop)
+        crops = [Crop(clean, CLEAN_MOS, group, CAUSES.index("none"))]
+        for _ in range(self.c.per_scene - 1):
+            if rng.random() < 0.6:
+                img, drop, cause, region = self._layer_fault(layers, rng)
+                img = _pad(img, self.c.crop)
+            else:
+                img, drop, cause, region = self._picture_fault(clean, rng)
+            crops.append(self._labelled(img, CLEAN_MOS, drop, cause, region, group, True))
+        return crops
+
+    def __call__(self, step: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.c.seed, step])
         scenes = rng.choice(len(self.scenes), size=min(self.c.batch_scenes, len(self.scenes)), replace=False)
-        crops, labels, groups = [], [], []
+        crops: list[Crop] = []
         for g, si in enumerate(scenes):
             members = self.by_scene[self.scenes[si]]
             for i in rng.choice(members, size=self.c.per_scene, replace=len(members) < self.c.per_scene):
-                s = self.samples[i]
-                y, x = _crop_origin(s.image, self.c.crop, rng)
-                crop = s.image[y : y + self.c.crop, x : x + self.c.crop]
-                if rng.random() < 0.5:
-                    crop = crop[:, ::-1]
-                crop, mos = np.ascontiguousarray(crop), s.mos
-                if rng.random() < self.c.synthetic:
-                    crop, mos = self._synthetic(crop, mos, rng)
-                crops.append(crop)
-                labels.append(mos)
-                groups.append(g)
-        x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255.0)
-        return x, torch.tensor(labels, dtype=torch.float32), torch.tensor(groups)
+                crops.append(self._dev_crop(self.samples[i], g, rng))
+        group = len(scenes)
+        for bank, n in ((self.phantom, self.c.phantom_scenes), (self.clinical, self.c.clinical_scenes)):
+            for _ in range(n if bank else 0):
+                crops.extend(self._clean_slice_crops(bank, group, rng))
+                group += 1
+        cells = self.c.crop // GRID_STRIDE
+        region = torch.zeros(len(crops), 1, cells, cells)
+        for i, c in enumerate(crops):
+            if c.region is not None:
+                ys, xs = c.region
+                region[i, 0, ys.start // GRID_STRIDE : ys.stop // GRID_STRIDE, xs.start // GRID_STRIDE : xs.stop // GRID_STRIDE] = 1
+        return {
+            "x": torch.from_numpy(np.stack([c.image for c in crops])).permute(0, 3, 1, 2).float().div_(255.0),
+            "mos": torch.tensor([c.mos for c in crops], dtype=torch.float32),
+            "group": torch.tensor([c.group for c in crops]),
+            "cause": torch.tensor([c.cause for c in crops]),
+            "region": region,
+        }
+
+
+def attention_loss(weight: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """-log of the share of attention inside a local fault's region (crops with one only)."""
+    has = region.flatten(1).any(dim=1)
+    if not has.any():
+        return weight.sum() * 0.0
+    w = weight[has].flatten(1)
+    inside = (w * region[has].flatten(1)).sum(1)
+    return -torch.log(inside / w.sum(1).clamp_min(1e-6) + 1e-6).mean()
 
 
 def ranking_loss(pred: torch.Tensor, target: torch.Tensor, groups: torch.Tensor, margin: float = 0.1) -> torch.Tensor:
@@ -173,10 +297,14 @@ def train(
     config: TrainConfig,
     *,
     out_dir: str | Path | None = None,
+    clinical_root: str | Path | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
 ) -> MSIQANet:
-    """Train a network from scratch; with ``out_dir``, checkpoint there and resume from it."""
+    """Train a network from scratch; with ``out_dir``, checkpoint there and resume from it.
+
+    ``clinical_root`` is the folder the recipe's ``clinical_volumes`` are relative to.
+    """
     torch.manual_seed(config.seed)
     net = create_model(config.preset, **config.overrides)
     decay = [p for n, p in net.named_parameters() if p.ndim > 1]
@@ -193,7 +321,22 @@ def train(
         if ckpt.exists():
             start = _load_checkpoint(ckpt, net, opt)
             log(f"resumed from {ckpt} at step {start}")
-    make_batch = BatchMaker(samples, config)
+    phantom = []
+    if config.phantom_scenes > 0:
+        for anatomy in config.phantom_anatomies:
+            for noise in config.phantom_noise_seeds:
+                phantom.extend(simulate_slices(noise, anatomy))
+        log(f"{len(phantom)} clean simulated slices")
+    clinical = []
+    if config.clinical_scenes > 0 and config.clinical_volumes:
+        if clinical_root is None:
+            raise InputError("this recipe trains on real clinical studies (clinical_volumes): give the folder "
+                             "they are in (--clinical-root); the model card names their public source.")
+        for volume in config.clinical_volumes:
+            paths = {role: Path(clinical_root) / rel for role, rel in volume.items()}
+            clinical.extend(clinical_slices(**paths, every=config.clinical_every))
+        log(f"{len(clinical)} clean clinical slices")
+    make_batch = BatchMaker(samples, config, phantom, clinical)
     net.train()
     bar = None
     if progress:
@@ -203,11 +346,15 @@ def train(
     t0, running = time.time(), None
     for step in range(start, config.steps):
         torch.manual_seed(config.seed * 1_000_003 + step)
-        x, y, g = make_batch(step)
+        b = make_batch(step)
         for group in opt.param_groups:
             group["lr"] = _lr(step, config)
-        pred, _ = net(x)
-        loss = F.smooth_l1_loss(pred, y) + config.rank_weight * ranking_loss(pred, y, g)
+        out = net(b["x"])
+        loss = F.smooth_l1_loss(out.score, b["mos"]) + config.rank_weight * ranking_loss(out.score, b["mos"], b["group"])
+        if config.cause_weight > 0 and out.cause is not None and (b["cause"] != IGNORE).any():
+            loss = loss + config.cause_weight * F.cross_entropy(out.cause, b["cause"], ignore_index=IGNORE)
+        if config.attention_weight > 0:
+            loss = loss + config.attention_weight * attention_loss(out.weight, b["region"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -233,5 +380,5 @@ def predict(net: MSIQANet, images: list[np.ndarray], batch: int = 4) -> np.ndarr
     scorer = Scorer(LoadedModel(net.eval(), {}, Path()), device="cpu")
     out = []
     for i in range(0, len(images), batch):
-        out.append(scorer(np.stack(images[i : i + batch]))[0])
+        out.append(scorer(np.stack(images[i : i + batch])).scores)
     return np.concatenate(out)

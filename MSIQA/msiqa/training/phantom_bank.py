@@ -1,0 +1,137 @@
+"""Clean training pictures from the simulator, kept as separate CT and PET layers.
+
+The development set shows fused PET/CT only, at one display. A radiologist also loads a CT
+alone or a PET alone, and those pictures look nothing like a fused one (a PET alone is a hot
+colour map on black, with the noise texture of real PET). The simulator behind the sample
+study gives clean studies with their layers apart, so clinical faults can hit the right
+layer before fusion (``layer_faults``) and every display mode can be shown as clean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from ..render import RenderSettings, SliceRenderer, fuse, window_ct
+from .layer_faults import Layers
+
+MODES = ("petct", "ct", "pet")
+
+
+@dataclass
+class PhantomSlice:
+    """One clean slice with its layers: simulated (CT and PET) or from a real study (either)."""
+
+    scene: str
+    ct_hu: np.ndarray | None  # (H, W) on the CT grid, display orientation
+    pet_on_ct: np.ndarray | None  # SUV resampled onto the CT grid, as ``assess`` fuses it
+    pet_native: np.ndarray | None  # SUV on the PET's own grid, as ``assess`` shows a PET alone
+    ct_px_mm: float
+    pet_px_mm: float
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The display modes this slice can be shown in."""
+        have = {"ct": self.ct_hu is not None, "pet": self.pet_native is not None,
+                "petct": self.ct_hu is not None and self.pet_on_ct is not None}
+        return tuple(m for m in MODES if have[m])
+
+    def layers(self, mode: str, pet_zoom: float = 1.0) -> Layers:
+        """The layers ``assess`` would render for this display mode.
+
+        A PET alone is shown on its own grid; ``pet_zoom`` > 1 stands in for scanners that
+        reconstruct finer voxels (e.g. 2-3 mm instead of 4 mm), with their smoother noise.
+        """
+        if mode == "petct":
+            return Layers(self.ct_hu, self.pet_on_ct, self.ct_px_mm)
+        if mode == "ct":
+            return Layers(self.ct_hu, None, self.ct_px_mm)
+        pet = self.pet_native
+        if pet_zoom != 1.0:
+            pet = ndimage.zoom(pet, pet_zoom, order=1)
+        return Layers(None, pet.astype(np.float32), self.pet_px_mm / pet_zoom)
+
+
+def vary(layers: Layers, rng: np.random.Generator) -> Layers:
+    """Another patient from the same simulated one: body size (+-15 % per axis), a small
+    rotation, left-right mirroring, and overall FDG uptake (SUV x 0.7 .. 1.4)."""
+    ref = layers.ct_hu if layers.ct_hu is not None else layers.pet_suv
+    h, w = ref.shape
+    angle = rng.uniform(-0.15, 0.15)
+    scale = rng.uniform(0.85, 1.15, 2)
+    c, s = np.cos(angle), np.sin(angle)
+    m = np.array([[c, -s], [s, c]]) @ np.diag(1.0 / scale)  # output -> input coordinates
+    if rng.random() < 0.5:
+        m = m @ np.diag([1.0, -1.0])
+    centre = np.array([h, w]) / 2.0
+    offset = centre - m @ centre
+
+    def warp(a: np.ndarray, air: float) -> np.ndarray:
+        return ndimage.affine_transform(a, m, offset, order=1, mode="constant", cval=air).astype(np.float32)
+
+    uptake = rng.uniform(0.7, 1.4)
+    return Layers(
+        None if layers.ct_hu is None else warp(layers.ct_hu, -1000.0),
+        None if layers.pet_suv is None else warp(layers.pet_suv, 0.0) * uptake,
+        layers.px_mm,
+    )
+
+
+def render_layers(layers: Layers, settings: RenderSettings = RenderSettings()) -> np.ndarray:
+    """uint8 RGB picture of the layers, exactly as ``render.SliceRenderer`` blends them."""
+    ct = window_ct(layers.ct_hu, settings) if layers.ct_hu is not None else None
+    pet = layers.pet_suv / settings.suv_max if layers.pet_suv is not None else None
+    return fuse(ct, pet, settings.pet_alpha)
+
+
+def simulate_slices(noise_seed: int, anatomy_seed: int | None = None) -> list[PhantomSlice]:
+    """Every clean slice of one simulated study (the sample study's fault ranges left out)."""
+    from .. import phantom
+
+    clean_ks = [k for k in range(phantom.N_SLICES) if phantom._range_of(k) is None]
+    vol = phantom.simulate_volumes(noise_seed, slices=clean_ks)
+    ct_img = _image(vol.ct_hu, phantom.CT_SPACING, phantom.CT_ORIGIN)
+    pet_img = _image(vol.pet_bqml, phantom.PET_SPACING, phantom.PET_ORIGIN)
+    pet_on_ct = sitk.Resample(pet_img, ct_img, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    suv = phantom.suv_factor()
+    ct = sitk.GetArrayFromImage(ct_img).astype(np.float32)
+    pet_ct = sitk.GetArrayFromImage(pet_on_ct) * suv
+    pet = sitk.GetArrayFromImage(pet_img).astype(np.float32) * suv
+    tag = f"phantom-a{anatomy_seed if anatomy_seed is not None else 'default'}-n{noise_seed}"
+    # LPS identity direction: rows run anterior -> posterior and columns right -> left, which is
+    # already how Slicer's axial view shows a slice.
+    return [
+        PhantomSlice(f"{tag}-k{clean_ks[k]}", ct[k], pet_ct[k], pet[k], ct_img.GetSpacing()[0], pet_img.GetSpacing()[0])
+        for k in range(len(clean_ks))
+    ]
+
+
+def _image(a: np.ndarray, spacing, origin) -> sitk.Image:
+    img = sitk.GetImageFromArray(a)
+    img.SetSpacing(spacing)
+    img.SetOrigin(origin)
+    return img
+
+
+def clinical_slices(ct: str | Path | None = None, pet: str | Path | None = None, every: int = 1) -> list[PhantomSlice]:
+    """Every ``every``-th slice of a real study of diagnostic quality, read and scaled exactly as
+    ``assess`` reads it (so a PET without SUV tags gets the same pseudo-SUV): the normal noise
+    and texture of clinical scanners, shown to the network as clean."""
+    if pet is not None and ct is None:
+        r = SliceRenderer(pet=pet)
+        _, suv = r.layers(0, len(r))
+        px = float(r.reference.GetSpacing()[0])
+        tag = Path(pet).name if Path(pet).name != "image" else Path(pet).parent.name
+        return [PhantomSlice(f"{tag}-k{k}", None, None, suv[k], px, px) for k in range(0, len(r), every)]
+    r = SliceRenderer(ct=ct, pet=pet)
+    hu, suv = r.layers(0, len(r))
+    px = float(r.reference.GetSpacing()[0])
+    tag = Path(ct).name if Path(ct).name != "image" else Path(ct).parent.name
+    return [
+        PhantomSlice(f"{tag}-k{k}", hu[k], None if suv is None else suv[k], None, px, px)
+        for k in range(0, len(r), every)
+    ]

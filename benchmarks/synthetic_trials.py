@@ -1,0 +1,77 @@
+"""Held-out synthetic trials shared by the cause and heatmap benchmarks.
+
+Pictures come from simulated studies whose noise seeds (and, where the simulator varies
+them, anatomies) the bundled model never saw, in the three display modes (PET/CT, CT alone,
+PET alone), and from the development pictures; faults are the training families, applied
+with the training code, so a trial's true cause and region are known exactly.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MSIQA"))
+
+from msiqa.training.degrade import degrade  # noqa: E402
+from msiqa.training.labels import NAMED_FROM  # noqa: E402
+from msiqa.training.layer_faults import Layers, applicable, apply_fault  # noqa: E402
+from msiqa.training.phantom_bank import render_layers, simulate_slices  # noqa: E402
+
+# The families a trial can draw: the development grid's picture faults (one representative of
+# each cause) and every clinical layer fault.
+PICTURE = {"compression": "jpeg8", "impulse": "impulse", "noise": "gaussian_noise", "blur": "blur"}
+# Faults that are global by nature have no region to point at.
+GLOBAL_ONLY = {"misregistration"}
+
+
+@dataclass
+class Trial:
+    clean: np.ndarray
+    faulty: np.ndarray
+    cause: str  # "none" when the fault is too mild to be named (drop < NAMED_FROM)
+    family: str  # the cause it was drawn as
+    region: tuple[slice, slice] | None
+    source: str
+
+
+def held_out_slices(noise_seeds, anatomies) -> list:
+    out = []
+    for anatomy in anatomies:
+        for noise in noise_seeds:
+            out.extend(simulate_slices(noise, anatomy))
+    return out
+
+
+def make_trial(picture_layers: Layers, cause: str, rng: np.random.Generator, *, local: bool,
+               region_px: int, source: str) -> Trial | None:
+    clean = render_layers(picture_layers)
+    h, w = clean.shape[:2]
+    region = None
+    if local:
+        body = clean.max(-1) > 12
+        for _ in range(50):
+            y, x = int(rng.integers(0, h - region_px + 1)), int(rng.integers(0, w - region_px + 1))
+            if body[y : y + region_px, x : x + region_px].mean() > 0.8:
+                region = (slice(y, y + region_px), slice(x, x + region_px))
+                break
+        if region is None:
+            return None
+    s = float(rng.uniform(0.5, 1.0))
+    if cause in PICTURE:
+        faulty = degrade(clean, PICTURE[cause], s, rng, region)
+        named = cause
+    else:
+        out, applied = apply_fault(picture_layers, cause, s, rng, region)
+        faulty = render_layers(out)
+        named = cause if applied.drop >= NAMED_FROM else "none"
+    return Trial(clean, faulty, named, cause, region, source)
+
+
+def causes_for(layers: Layers) -> list[str]:
+    return sorted(set(PICTURE) | set(applicable(layers)))
+
+

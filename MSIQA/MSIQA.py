@@ -1,16 +1,19 @@
 """MS-IQA: slice-by-slice image-quality assessment of PET/CT in 3D Slicer.
 
-A thin GUI over the ``msiqa`` engine that lives beside this file: inference in msiqa.assess,
-all MRML work (nodes, layout, navigation) in msiqa.mrml, the dependency check in
-msiqa.dependencies. The network runs in a worker thread; MRML is touched on the main thread.
+A thin GUI over the ``msiqa`` engine that ships beside this file. The network runs in a child
+process of Slicer's own Python (msiqa.runner: Slicer's main thread holds the GIL while it
+idles, so an engine thread inside Slicer would crawl, and a crash there would take the scene
+with it); a 100 ms timer polls the child's progress. Results are read back into MRML on the
+main thread with msiqa.mrml. The device list comes from a child too: opening the module never
+imports torch.
 """
 
 import json
 import logging
 import os
-import queue
-import threading
+import shutil
 import time
+from dataclasses import dataclass, field
 from typing import Annotated, Optional
 
 import qt
@@ -27,16 +30,23 @@ from slicer.ScriptedLoadableModule import (
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.util import VTKObservationMixin
 
-from msiqa import dependencies, mrml
+from MSIQALib.engine_import import import_engine_beside
 
-DEVICES = ("auto", "cuda", "mps", "cpu")
+import_engine_beside(os.path.dirname(os.path.abspath(__file__)))  # never another installed msiqa
+
+from msiqa import dependencies, devices, mrml, runner  # noqa: E402
+from msiqa.errors import Cancelled  # noqa: E402
+from msiqa.progress import STAGES  # noqa: E402
+
+MINIMUM_SLICER = (5, 10)  # Python 3.12: the runner reads the child's output without blocking on every OS
+POLL_MS = 100
 
 
 class MSIQA(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = "MS-IQA Image Quality"
-        self.parent.categories = ["Quality Control"]
+        self.parent.categories = ["Quantification"]
         self.parent.dependencies = []
         self.parent.contributors = ["MS-IQA developers"]
         self.parent.helpText = (
@@ -78,12 +88,22 @@ class MSIQAParameterNode:
     ctVolume: vtkMRMLScalarVolumeNode
     petVolume: vtkMRMLScalarVolumeNode
     rgbVolume: vtkMRMLVectorVolumeNode
-    device: Annotated[str, Choice(list(DEVICES))] = "auto"
+    device: Annotated[str, Choice(list(devices.KEYS))] = "auto"
     batchSize: Annotated[int, WithinRange(1, 64)] = 8
     threshold: Annotated[float, WithinRange(0.0, 4.0)] = 2.0
     opacity: Annotated[float, WithinRange(0.0, 1.0)] = mrml.DEFAULT_OPACITY
     colormap: Annotated[str, Choice(list(mrml.COLORMAPS))] = mrml.COLORMAPS[0]
     showOverlay: bool = True
+
+
+@dataclass
+class RunInfo:
+    """What a run was started for: the reference node (the grid assessed) and the input nodes."""
+
+    reference: str  # node ID
+    inputs: dict = field(default_factory=dict)  # "ct"/"pet"/"rgb" -> node ID
+    started: float = field(default_factory=time.time)
+    assessing: Optional[float] = None  # when the first slice batch started
 
 
 class MSIQAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -93,14 +113,16 @@ class MSIQAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._guiTag = None
-        self._worker = None  # (thread, cancel event, queue, start time)
-        self._assessment = None
+        self._run = None  # runner.AssessmentRun in flight
+        self._runInfo = None  # its RunInfo
+        self._deviceQuery = None  # runner.DeviceQuery in flight
+        self._assessment = None  # the assessment shown
+        self._shownInputs = {}  # role -> input node ID of the assessment shown (for the report)
         self._results = None  # mrml.ResultNodes
-        self._inputs, self._reference = {}, None  # SimpleITK images of the last run, node of its grid
         self._plotViews = []
         self._timer = qt.QTimer()
-        self._timer.setInterval(100)
-        self._timer.connect("timeout()", self._pollWorker)
+        self._timer.setInterval(POLL_MS)
+        self._timer.connect("timeout()", self._poll)
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -110,7 +132,7 @@ class MSIQAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = MSIQALogic()
         self.ui.progressBar.hide()
-        for key, label in self.logic.deviceChoices():
+        for key, label in devices.choices(None):
             self.ui.deviceComboBox.addItem(label, key)
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onDeviceChanged)
         self.ui.flaggedTable.horizontalHeader().setStretchLastSection(True)
@@ -120,9 +142,18 @@ class MSIQAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()
+        if not self.logic.slicerIsRecentEnough():
+            self.ui.statusLabel.text = (f"MS-IQA needs 3D Slicer {'.'.join(map(str, MINIMUM_SLICER))} or later; "
+                                        f"this is {slicer.app.majorVersion}.{slicer.app.minorVersion}.")
+            self.ui.applyButton.enabled = False
+            return
+        self._queryDevices()
 
     def cleanup(self):
         self._cancelRun()
+        if self._deviceQuery is not None:
+            self._deviceQuery.cancel()
+            self._deviceQuery = None
         self._timer.stop()
         self.removeObservers()
         self._disconnectPlotViews()
@@ -131,11 +162,14 @@ class MSIQAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def exit(self):
+        # A run goes on while the user is elsewhere; its results land through the logic's own
+        # parameter node (see _showResults), not through this disconnected GUI.
         self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event):
         self._cancelRun()
         self._clearResults()
+        self.logic.forgetNodes()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
@@ -165,12 +199,29 @@ class MSIQAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode and index >= 0:
             self._parameterNode.device = self.ui.deviceComboBox.itemData(index)
 
+    # ------------------------------------------------------------------ devices
+    def _queryDevices(self):
+        """Ask a child process which devices PyTorch sees; the menu is named after them when it answers."""
+        if not dependencies.installed_version("torch"):
+            return  # nothing to ask yet; after installing, the next module start asks
+        try:
+            self._deviceQuery = runner.DeviceQuery(python=self.logic.pythonExecutable())
+        except Exception as error:  # the menu keeps its plain names
+            logging.warning(f"MS-IQA: could not ask for the devices: {error}")
+            return
+        self._timer.start()
+
+    def _showDevices(self, info):
+        for index, (key, label) in enumerate(devices.choices(info)):
+            if self.ui.deviceComboBox.itemData(index) == key:  # rename in place: no index change, no signal
+                self.ui.deviceComboBox.setItemText(index, label)
+
     # ------------------------------------------------------------------ state -> GUI / nodes
     def _onParameterChanged(self, caller=None, event=None):
         p = self._parameterNode
-        running = self._worker is not None
+        running = self._run is not None
         haveInput = bool(p and (p.ctVolume or p.petVolume or p.rgbVolume))
-        self.ui.applyButton.enabled = running or haveInput
+        self.ui.applyButton.enabled = running or (haveInput and self.logic.slicerIsRecentEnough())
         self.ui.applyButton.text = "Cancel" if running else "Assess Quality"
         self.ui.modalityLabel.text = self.logic.describeInputs(p) if p else "-"
         if not (p and self._results and slicer.mrmlScene.GetNodeByID(self._results.heatmap)):
@@ -185,74 +236,99 @@ class MSIQAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # ------------------------------------------------------------------ running
     def onApplyButton(self):
-        if self._worker is not None:
+        if self._run is not None:
             self._cancelRun()
-            self.ui.statusLabel.text = "Cancelling after the current batch..."
             return
         with slicer.util.tryWithErrorDisplay("Failed to start the assessment.", waitCursor=True):
             if not self.logic.ensureDependencies():
-                self.ui.statusLabel.text = "Nothing was run: PyTorch, timm and safetensors are missing."
-                slicer.util.infoDisplay("MS-IQA needs PyTorch (from the PyTorch extension), timm and safetensors. "
+                self.ui.statusLabel.text = "Nothing was run: MS-IQA's Python packages are missing."
+                slicer.util.infoDisplay("MS-IQA needs PyTorch (from the PyTorch extension) and a few Python packages. "
                                         "Click 'Assess Quality' again to install them.", "MS-IQA")
                 return
             p = self._parameterNode
-            self._inputs, self._reference = mrml.input_images(p.ctVolume, p.petVolume, p.rgbVolume)
-            cancel, messages = threading.Event(), queue.Queue()
-            settings = dict(device=p.device, batchSize=p.batchSize, threshold=p.threshold)
-            thread = threading.Thread(
-                target=self.logic.runInThread, args=(self._inputs, settings, messages, cancel), daemon=True
-            )
-            self._worker = (thread, cancel, messages, time.time())
+            nodes = {"ct": p.ctVolume, "pet": p.petVolume, "rgb": p.rgbVolume}
+            self.ui.statusLabel.text = "Handing the volumes to the engine..."
+            slicer.app.processEvents()
+            try:
+                run, reference = self.logic.startRun(nodes, device=p.device, batchSize=p.batchSize,
+                                                     threshold=p.threshold, onEvent=self._onRunEvent)
+            except Exception:
+                self.ui.statusLabel.text = "Nothing was run."
+                raise
+            self._run = run
+            self._runInfo = RunInfo(reference.GetID(), {role: n.GetID() for role, n in nodes.items() if n})
             self.ui.progressBar.setRange(0, 0)
             self.ui.progressBar.show()
-            self.ui.statusLabel.text = "Loading the model..."
-            thread.start()
             self._timer.start()
             self._onParameterChanged()
 
     def _cancelRun(self):
-        if self._worker is not None:
-            self._worker[1].set()
+        """Stop a run at once (its child process goes); the scene stays as it was."""
+        if self._run is not None:
+            self._run.cancel()
+            self._onRunFinished()
 
-    def _pollWorker(self):
-        if self._worker is None:
-            self._timer.stop()
-            return
-        _thread, _cancel, messages, started = self._worker
-        while True:
-            try:
-                message = messages.get_nowait()
-            except queue.Empty:
-                return
-            kind = message[0]
-            if kind == "progress":
-                done, total = message[1], message[2]
-                elapsed = time.time() - started
-                left = elapsed / max(done, 1) * (total - done)
-                self.ui.progressBar.setRange(0, total)
-                self.ui.progressBar.setValue(done)
-                self.ui.statusLabel.text = f"{done} of {total} slices, about {left:.0f} s left"
-                continue
-            self._worker = None
-            self._timer.stop()
-            self.ui.progressBar.hide()
-            if kind == "done":
-                with slicer.util.tryWithErrorDisplay("Failed to show the results.", waitCursor=True):
-                    self._showResults(message[1])
-                    self.ui.statusLabel.text = f"Done in {time.time() - started:.1f} s."
-            elif kind == "cancelled":
-                self.ui.statusLabel.text = "Cancelled; no result was kept."
+    def _poll(self):
+        if self._deviceQuery is not None and self._deviceQuery.poll():
+            if self._deviceQuery.info is not None:
+                self._showDevices(self._deviceQuery.info)
             else:
-                self.ui.statusLabel.text = "The assessment failed."
-                slicer.util.errorDisplay(f"The assessment failed: {message[1]}", detailedText=message[2])
-            self._onParameterChanged()
-            return
+                logging.warning(f"MS-IQA: the device query failed: {self._deviceQuery.error}")
+            self._deviceQuery = None
+        if self._run is not None:
+            self._run.poll()  # events arrive in _onRunEvent
+            if self._run.finished:
+                self._onRunFinished()
+        if self._run is None and self._deviceQuery is None:
+            self._timer.stop()
+
+    def _onRunEvent(self, event):
+        kind, info = event.get("event"), self._runInfo
+        if kind == "stage":
+            text = STAGES.get(event["stage"], event["stage"]).format(inputs=", ".join(event.get("inputs", [])))
+            self.ui.statusLabel.text = text[:1].upper() + text[1:] + "..."
+            if event["stage"] in ("reading", "loading"):
+                self.ui.progressBar.setRange(0, 0)  # busy: no count yet
+        elif kind == "start":
+            info.assessing = time.time()
+            self.ui.progressBar.setRange(0, event["total"])
+            self.ui.progressBar.setValue(0)
+            self.ui.statusLabel.text = f"Assessing {event['total']} slices on {event['device']}..."
+        elif kind == "progress":
+            done, total = event["done"], event["total"]
+            left = (time.time() - (info.assessing or info.started)) / max(done, 1) * (total - done)
+            self.ui.progressBar.setValue(done)
+            self.ui.statusLabel.text = f"{done} of {total} slices, about {left:.0f} s left"
+
+    def _onRunFinished(self):
+        run, info = self._run, self._runInfo
+        self._run = self._runInfo = None
+        self.ui.progressBar.hide()
+        if run.result is not None:
+            with slicer.util.tryWithErrorDisplay("Failed to show the results.", waitCursor=True):
+                self._showResults(run.result, info)
+                self.ui.statusLabel.text = f"Done in {time.time() - info.started:.1f} s."
+        elif isinstance(run.error, Cancelled):
+            self.ui.statusLabel.text = "Cancelled; no result was kept."
+        else:
+            self.ui.statusLabel.text = "The assessment failed."
+            details = getattr(run.error, "details", "")
+            extra = {"detailedText": details} if details else {}
+            slicer.util.errorDisplay(f"The assessment failed: {run.error}", **extra)
+        self._onParameterChanged()
 
     # ------------------------------------------------------------------ results
-    def _showResults(self, assessment):
-        p = self._parameterNode
-        self._assessment = assessment
-        self._results = self.logic.showResults(assessment, self._reference, opacity=p.opacity, colormap=p.colormap)
+    def _showResults(self, assessment, info):
+        reference = slicer.mrmlScene.GetNodeByID(info.reference)
+        if reference is None:
+            raise ValueError("The assessed volume was removed from the scene during the run; the result was not shown.")
+        p = self.logic.getParameterNode()  # the module's settings even when the user has left the module
+        if assessment.threshold != p.threshold:
+            assessment = assessment.with_threshold(p.threshold)
+        self._assessment, self._shownInputs = assessment, dict(info.inputs)
+        self._results = self.logic.showResults(assessment, reference, opacity=p.opacity, colormap=p.colormap)
+        if not p.showOverlay:
+            mrml.set_overlay(slicer.mrmlScene, slicer.mrmlScene.GetNodeByID(self._results.heatmap), visible=False)
         if mrml.select_layout(slicer.mrmlScene):
             slicer.app.processEvents()
         mrml.show_chart(slicer.mrmlScene, self._results.chart)
@@ -275,6 +351,7 @@ class MSIQAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _clearResults(self):
         self._assessment = self._results = None
+        self._shownInputs = {}
         self._disconnectPlotViews()
         self.ui.flaggedTable.setRowCount(0)
         self.ui.summaryLabel.text = "No assessment yet."
@@ -311,7 +388,8 @@ class MSIQAWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         )
         if path:
             with slicer.util.tryWithErrorDisplay("Failed to write the report.", waitCursor=True):
-                written = self.logic.exportReport(self._assessment, self._inputs, path)
+                nodes = {role: slicer.mrmlScene.GetNodeByID(node_id) for role, node_id in self._shownInputs.items()}
+                written = self.logic.exportReport(self._assessment, nodes, path)
                 self.ui.statusLabel.text = f"Report written to {written}"
 
 
@@ -320,14 +398,18 @@ class MSIQALogic(ScriptedLoadableModuleLogic):
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
-        self._scorers = {}
+        self._modalities = mrml.ModalityCache(self.dicomModality)
 
     def getParameterNode(self):
         return MSIQAParameterNode(super().getParameterNode())
 
+    @staticmethod
+    def slicerIsRecentEnough() -> bool:
+        return (slicer.app.majorVersion, slicer.app.minorVersion) >= MINIMUM_SLICER
+
     # -------------------------------------------------------------- dependencies
     def ensureDependencies(self, ask=True) -> bool:
-        """Install what is missing (after asking once); never touches SimpleITK or numpy."""
+        """Install what is missing (after asking, unless ``ask`` is False); never replaces what Slicer ships."""
         plan = dependencies.install_plan(dependencies.missing())
         if plan.empty:
             return True
@@ -349,21 +431,14 @@ class MSIQALogic(ScriptedLoadableModuleLogic):
             slicer.util.pip_install(requirement)
         return not dependencies.missing()
 
-    def deviceChoices(self):
-        """(key, label) pairs for the device combo box; GPU names when PyTorch is installed."""
-        choices = {key: key.upper() if key != "auto" else "Auto" for key in DEVICES}
-        if dependencies.installed_version("torch"):
-            try:
-                import torch
-
-                if torch.cuda.is_available():
-                    choices["cuda"] = f"CUDA: {torch.cuda.get_device_name(0)}"
-                    choices["auto"] = f"Auto ({torch.cuda.get_device_name(0)})"
-                if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-                    choices["mps"] = "MPS: Apple GPU"
-            except Exception as error:  # a broken torch install must not break the module
-                logging.warning(f"MS-IQA: could not query PyTorch devices: {error}")
-        return list(choices.items())
+    @staticmethod
+    def pythonExecutable() -> str:
+        """Slicer's own Python, which runs the engine's child processes (Slicer puts it on the PATH)."""
+        path = shutil.which("PythonSlicer")
+        if not path:
+            raise RuntimeError("PythonSlicer, the Python of this Slicer, was not found on the PATH; the assessment "
+                               "runs in it. Reinstall Slicer.")
+        return path
 
     # -------------------------------------------------------------- inputs
     @staticmethod
@@ -377,33 +452,31 @@ class MSIQALogic(ScriptedLoadableModuleLogic):
         return modality or None
 
     def describeInputs(self, p) -> str:
+        """"name: CT; name: PET" for the selected inputs; each node is examined once (cached)."""
         nodes = [node for node in (p.ctVolume, p.petVolume, p.rgbVolume) if node]
-        return "; ".join(f"{n.GetName()}: {mrml.node_modality(n, self.dicomModality(n))}" for n in nodes) or "-"
+        return "; ".join(f"{n.GetName()}: {self._modalities(n)}" for n in nodes) or "-"
+
+    def forgetNodes(self):
+        self._modalities.clear()
 
     # -------------------------------------------------------------- running
-    def run(self, images, device="auto", batchSize=8, threshold=2.0, progress=None, cancel=None):
-        from msiqa.assess import Scorer, assess
+    def startRun(self, nodes, device="auto", batchSize=8, threshold=2.0, onEvent=None):
+        """Copy the input nodes to a temporary folder and start the engine's child process.
 
-        if device not in self._scorers:
-            self._scorers[device] = Scorer(device=device)
-        return assess(**images, device=device, batch_size=batchSize, threshold=threshold,
-                      progress=progress, cancel=cancel, scorer=self._scorers[device])
+        ``nodes`` maps "ct", "pet", "rgb" to volume nodes (or None). Returns the started
+        :class:`msiqa.runner.AssessmentRun` (poll it, or ``wait()``) and the node whose grid is assessed.
+        """
+        images, reference = mrml.input_images(nodes.get("ct"), nodes.get("pet"), nodes.get("rgb"))
+        run = runner.AssessmentRun(images, device=device, batch_size=batchSize, threshold=threshold,
+                                   python=self.pythonExecutable(), on_event=onEvent)
+        del images  # start() writes them to the run's folder and keeps only the paths
+        run.start()
+        return run, reference
 
-    def runInThread(self, images, settings, messages, cancelEvent):
-        """Worker thread body: no MRML here, everything goes back through ``messages``."""
-        from msiqa.errors import Cancelled
-
-        try:
-            assessment = self.run(images, settings["device"], settings["batchSize"], settings["threshold"],
-                                  progress=lambda done, total: messages.put(("progress", done, total)),
-                                  cancel=cancelEvent.is_set)
-            messages.put(("done", assessment))
-        except Cancelled:
-            messages.put(("cancelled",))
-        except Exception as error:
-            import traceback
-
-            messages.put(("error", error, traceback.format_exc()))
+    def assess(self, ct=None, pet=None, rgb=None, device="auto", batchSize=8, threshold=2.0, timeout=None):
+        """Assess and wait (for scripts and tests): returns (assessment, reference node)."""
+        run, reference = self.startRun({"ct": ct, "pet": pet, "rgb": rgb}, device, batchSize, threshold)
+        return run.wait(timeout), reference
 
     def showResults(self, assessment, referenceNode, opacity=mrml.DEFAULT_OPACITY, colormap=mrml.COLORMAPS[0]):
         return mrml.show_results(slicer.mrmlScene, assessment, referenceNode, app_logic=slicer.app.applicationLogic(),
@@ -412,13 +485,17 @@ class MSIQALogic(ScriptedLoadableModuleLogic):
     def jumpToSlice(self, referenceId, k):
         return mrml.jump_to_slice(slicer.mrmlScene, slicer.mrmlScene.GetNodeByID(referenceId), k)
 
-    def exportReport(self, assessment, images, path):
+    def exportReport(self, assessment, nodes, path):
+        """The HTML report of ``assessment``, its pictures rendered from the input nodes ("ct"/"pet"/"rgb")."""
         from msiqa import report
         from msiqa.render import SliceRenderer
 
+        if not nodes or any(node is None for node in nodes.values()):
+            raise ValueError("The volumes of this assessment are no longer all in the scene; run it again to export.")
+        images, _reference = mrml.input_images(nodes.get("ct"), nodes.get("pet"), nodes.get("rgb"))
         pictures, maps = report.collect_lowest(assessment, SliceRenderer(**images))
         return report.write_report(assessment, path, pictures=pictures, maps=maps,
-                                   inputs={role.upper(): "Slicer scene" for role in images})
+                                   inputs={role.upper(): f"Slicer scene: {node.GetName()}" for role, node in nodes.items()})
 
 
 class MSIQATest(ScriptedLoadableModuleTest):
@@ -428,22 +505,43 @@ class MSIQATest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_SampleStudyOnCPU()
+        self.setUp()
+        self.test_CancelLeavesTheSceneAsItWas()
 
-    def test_SampleStudyOnCPU(self):
+    def _logicWithEngine(self):
+        """The logic, its Python packages installed without asking; the test is skipped, saying
+        why, where they cannot be (no PyTorch extension, no network)."""
+        logic = MSIQALogic()
+        if not logic.slicerIsRecentEnough():
+            self.skipTest(f"MS-IQA needs Slicer {'.'.join(map(str, MINIMUM_SLICER))} or later.")
+        try:
+            ready, why = logic.ensureDependencies(ask=False), "the installation did not complete"
+        except Exception as error:
+            ready, why = False, str(error)
+        if not ready:
+            self.skipTest(f"MS-IQA's Python packages (PyTorch, timm, ...) are not installed and could not be "
+                          f"installed without asking: {why}. Nothing was tested.")
+        return logic
+
+    def _loadSample(self):
         import SampleData
-        import numpy as np
 
         registerSampleData()
         self.delayDisplay("Loading the sample study")
-        ct, pet = SampleData.downloadSamples("MSIQASamplePETCT")
-        logic = MSIQALogic()
+        return SampleData.downloadSamples("MSIQASamplePETCT")
+
+    def test_SampleStudyOnCPU(self):
+        import numpy as np
+
+        logic = self._logicWithEngine()
+        ct, pet = self._loadSample()
         roles = mrml.preselect_inputs(slicer.mrmlScene, logic.dicomModality)
         self.assertEqual((roles["ct"], roles["pet"]), (ct, pet))
-        images, reference = mrml.input_images(ct, pet)
         before = slicer.util.arrayFromVolume(ct).copy()
 
-        self.delayDisplay("Assessing on the CPU")
-        assessment = logic.run(images, device="cpu", batchSize=8)
+        self.delayDisplay("Assessing on the CPU, in a child process")
+        assessment, reference = logic.assess(ct, pet, device="cpu", batchSize=8, timeout=600)
+        self.assertEqual(reference, ct)
         self.assertEqual(len(assessment.scores), before.shape[0])
         results = logic.showResults(assessment, reference)
         again = logic.showResults(assessment, reference)
@@ -458,4 +556,22 @@ class MSIQATest(ScriptedLoadableModuleTest):
         self.assertEqual(table.GetNumberOfRows(), before.shape[0])
         k = mrml.slice_index_from_plot_point(slicer.mrmlScene.GetNodeByID(again.series), 3)
         logic.jumpToSlice(reference.GetID(), k)
+        self.delayDisplay("Test passed")
+
+    def test_CancelLeavesTheSceneAsItWas(self):
+        logic = self._logicWithEngine()
+        ct, pet = self._loadSample()
+        nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
+        events = []
+        run, _reference = logic.startRun({"ct": ct, "pet": pet}, device="cpu", batchSize=2, onEvent=events.append)
+        folder, started = run.folder, time.time()
+        while not any(e["event"] == "progress" for e in events) and not run.finished and time.time() - started < 300:
+            run.poll()
+            slicer.app.processEvents()
+            time.sleep(0.05)
+        self.assertFalse(run.finished, f"the run ended early: {run.error}")
+        run.cancel()
+        self.assertIsInstance(run.error, Cancelled)
+        self.assertFalse(os.path.exists(folder))
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
         self.delayDisplay("Test passed")

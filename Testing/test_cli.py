@@ -110,26 +110,17 @@ def test_report_is_self_contained(assessed):
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I)
     assert "@import" not in html and "<script" not in html.lower()
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
-    assert len(images) == 1 + 2 * K  # chart + (picture, overlay) for each of the 6 lowest slices
+    assert len(images) == 2 * K  # (picture, overlay) for each of the 6 lowest slices
+    assert html.count("<svg") == 1  # the chart, inline
     import base64
     import io
 
     pics = [Image.open(io.BytesIO(base64.b64decode(b))) for b in images]
     assert all(p.format == "PNG" for p in pics)
-    assert pics[1].size == (I, J)
+    assert pics[0].size == (I, J)
     summary = json.loads((assessed.parent / "result" / "summary.json").read_text())
     assert f"slice <b>{summary['min_slice']}</b>" in html
     assert DEFAULT_MODEL in html and summary["model"]["sha256"][:16] in html
-
-
-def test_report_chart_helper(tmp_path, study, bundled_model):
-    from msiqa.report import plot_scores
-
-    result = assess(*study, model=bundled_model, device="cpu")
-    path = tmp_path / "chart.png"
-    plot_scores(result.with_threshold(float(np.median(result.scores))), path)
-    with Image.open(path) as im:
-        assert im.format == "PNG" and im.size[0] > im.size[1] > 200
 
 
 def test_blend():

@@ -39,8 +39,14 @@ def requirement_name(spec: str) -> tuple[str, list[str]]:
 
 def declared() -> dict[str, set[str]]:
     """{group: distribution names}: 'core' and one group per extra, self-references expanded."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    groups = {"core": list(project.get("dependencies", [])), **project.get("optional-dependencies", {})}
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    project = pyproject["project"]
+    core = list(project.get("dependencies", []))
+    if "dependencies" in project.get("dynamic", []):  # read from requirement files by setuptools
+        for name in pyproject["tool"]["setuptools"]["dynamic"]["dependencies"]["file"]:
+            lines = (ROOT / name).read_text(encoding="utf-8").splitlines()
+            core += [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
+    groups = {"core": core, **project.get("optional-dependencies", {})}
     out: dict[str, set[str]] = {}
 
     def expand(group: str) -> set[str]:

@@ -37,11 +37,16 @@ def test_sample_study_degraded_slices_score_lower_than_clean(sample_assessment):
     degraded = a.scores[study.degraded_slices()]
     clean = a.scores[study.clean_slices()]
     assert degraded.mean() < clean.mean()
+    # and the ranges a reader would reject lower than the ones a reader would accept
+    accepted = {True: [], False: []}
+    for r in study.info["degraded_ranges"]:
+        accepted[r["clinically_acceptable"]].extend(range(r["first"], r["last"] + 1))
+    assert a.scores[accepted[False]].mean() < a.scores[accepted[True]].mean()
 
 
 def test_heavily_compressed_sample_slices_score_below_every_clean_neighbourhood(sample_assessment):
     study, a = sample_assessment
     ranges = {r["name"]: r for r in study.info["degraded_ranges"]}
-    r = ranges["heavy_compression"]
+    r = ranges["compression_q8"]
     compressed = a.scores[r["first"] : r["last"] + 1]
     assert compressed.max() < np.median(a.scores[study.clean_slices()])

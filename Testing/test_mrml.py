@@ -18,6 +18,7 @@ except ImportError:  # run without the pyproject's pythonpath
 
 slicer = pytest.importorskip("slicer")
 vtk = pytest.importorskip("vtk")
+from vtk.util import numpy_support  # noqa: E402
 
 from msiqa import mrml  # noqa: E402
 from msiqa.errors import InputError, MSIQAError  # noqa: E402
@@ -82,8 +83,6 @@ def matrix(node) -> np.ndarray:
 
 
 def voxels(node) -> np.ndarray:
-    from vtk.util import numpy_support
-
     return numpy_support.vtk_to_numpy(node.GetImageData().GetPointData().GetScalars()).copy()
 
 
@@ -178,7 +177,7 @@ def test_image_from_node_copies_voxels():
     before = voxels(node)
     image = mrml.image_from_volume_node(node)
     array = sitk.GetArrayViewFromImage(image)
-    assert not np.shares_memory(array, mrml.numpy_support.vtk_to_numpy(node.GetImageData().GetPointData().GetScalars()))
+    assert not np.shares_memory(array, numpy_support.vtk_to_numpy(node.GetImageData().GetPointData().GetScalars()))
     assert np.array_equal(voxels(node), before)
 
 
@@ -221,6 +220,25 @@ def test_modality_from_dicom_attributes():
     assert mrml.modality_of_node(node) == "CT" and mrml.node_modality(node) == "CT"
     node.SetAttribute("DICOM.Modality", "PT")
     assert mrml.node_modality(node) == "PET"
+
+
+def test_modality_is_looked_up_once_per_node():
+    scene, _app = mrml.create_scene()
+    rng = np.random.default_rng(0)
+    node = mrml.volume_node_from_image(scene, sitk.GetImageFromArray(rng.gamma(1.5, 0.8, (4, 16, 16)).astype(np.float32)), "a")
+    asked = []
+    cache = mrml.ModalityCache(dicom_modality=lambda n: asked.append(n.GetID()))
+    assert [cache(node) for _ in range(5)] == ["PET"] * 5
+    assert cache.lookups == 1 and asked == [node.GetID()]  # one look at the voxels, one at the DICOM database
+    node.SetAttribute("DICOM.Modality", "CT")
+    assert cache(node) == "CT" and cache.lookups == 2
+    hu = np.where(rng.random((4, 16, 16)) < 0.5, -1000, 40).astype(np.float32)
+    node.SetAndObserveImageData(mrml.volume_node_from_image(scene, sitk.GetImageFromArray(hu), "b").GetImageData())
+    node.RemoveAttribute("DICOM.Modality")
+    assert cache(node) == "CT" and cache.lookups == 3  # new voxels: looked at again
+    empty = slicer.vtkMRMLScalarVolumeNode()
+    scene.AddNode(empty)
+    assert cache(empty).startswith("unknown (")
 
 
 def test_preselect_inputs_and_input_images():
@@ -475,7 +493,10 @@ def test_mrb_written_and_read_back(tmp_path):
     assert ct is not None and scene.GetFirstNodeByName("PET") is not None
     assert roles["heatmap"].GetAttribute(mrml.RESULT_FOR_ATTRIBUTE) == ct.GetID()
     assert np.allclose(matrix(roles["heatmap"]), matrix(ct), atol=1e-6)
-    assert np.allclose(voxels(roles["heatmap"]), assessment.heatmap.ravel(), atol=1e-7)
+    # stored at the colour table's 256 steps: the same colours, and gzip packs it tighter
+    heat = voxels(roles["heatmap"])
+    assert np.abs(heat - assessment.heatmap.ravel()).max() <= 0.5 / 256 + 1e-7
+    assert np.array_equal(heat * 256, np.round(heat * 256)) and np.unique(heat).size <= 257
     assert np.array_equal(voxels(ct), sitk.GetArrayFromImage(ct_image).ravel())
     back = mrml.image_from_volume_node(ct)
     assert np.allclose(back.GetDirection(), ct_image.GetDirection(), atol=1e-6)
@@ -491,6 +512,18 @@ def test_mrb_written_and_read_back(tmp_path):
     assert composite.GetBackgroundVolumeID() == ct.GetID()
     plot_view = scene.GetFirstNodeByClass("vtkMRMLPlotViewNode")
     assert plot_view.GetPlotChartNodeID() == roles["chart"].GetID()
+
+
+def test_mrb_volumes_are_gzip_nrrd(tmp_path):
+    import zipfile
+
+    ct_image = make_ct()
+    path = mrml.write_mrb(tmp_path / "study.mrb", make_assessment(ct_image), {"CT": ct_image}, name="study")
+    with zipfile.ZipFile(path) as bundle:
+        volumes = [n for n in bundle.namelist() if n.endswith(".nrrd")]
+        headers = [bundle.read(n)[:1000].split(b"\n\n")[0] for n in volumes]
+    assert len(volumes) == 2  # CT and heatmap
+    assert all(b"encoding: gzip" in h for h in headers), headers
 
 
 def test_mrb_refuses_incomplete_or_foreign_results(tmp_path):

@@ -27,8 +27,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=600)
     ap.add_argument("--model", default=None)
-    ap.add_argument("--noise-seeds", type=int, nargs="+", default=[11, 12])
-    ap.add_argument("--anatomies", type=int, nargs="*", default=[], help="simulator anatomy seeds (default anatomy if none)")
+    ap.add_argument("--noise-seeds", type=int, nargs="+", default=[11])
+    ap.add_argument("--anatomies", type=int, nargs="+", default=[101, 102], help="simulated patients never trained on")
     ap.add_argument("--threshold", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="also write the figures here")
@@ -38,7 +38,7 @@ def main() -> None:
     names = scorer.causes
     if not names:
         raise SystemExit("this model has no cause head")
-    slices = held_out_slices(args.noise_seeds, args.anatomies or [None])
+    slices = held_out_slices(args.noise_seeds, args.anatomies)
     rng = np.random.default_rng(args.seed)
     confusion = np.zeros((len(CAUSES), len(CAUSES)), int)
     clean_scores: dict[str, list[float]] = {m: [] for m in MODES}

@@ -39,7 +39,7 @@ def sources(args):
         yield "development", [Layers.of_picture(s.image, DEV_PX_MM) for s in best.values()], 128
     else:
         print(f"no development data at {data}: simulated pictures only")
-    slices = held_out_slices(args.noise_seeds, args.anatomies or [None])
+    slices = held_out_slices(args.noise_seeds, args.anatomies)
     for mode in ("petct", "ct"):
         yield f"simulated {mode}", [s.layers(mode) for s in slices], 64
 
@@ -49,8 +49,8 @@ def main() -> None:
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/petct-iqa-dev"))
     ap.add_argument("--trials", type=int, default=40, help="per family and source")
     ap.add_argument("--model", default=None)
-    ap.add_argument("--noise-seeds", type=int, nargs="+", default=[11, 12])
-    ap.add_argument("--anatomies", type=int, nargs="*", default=[])
+    ap.add_argument("--noise-seeds", type=int, nargs="+", default=[11])
+    ap.add_argument("--anatomies", type=int, nargs="+", default=[101, 102], help="simulated patients never trained on")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json")
     args = ap.parse_args()

@@ -1,6 +1,6 @@
 """Make the README / extension-catalog screenshot headlessly (slicer-core, no GPU needed).
 
-    python benchmarks/make_screenshots.py                 # -> Resources/Screenshots/overlay.png
+    python benchmarks/make_screenshots.py                 # -> Resources/Screenshots/overlay.png, chart.svg
     python benchmarks/make_screenshots.py --out DIR --allow-untrained   # try it with a placeholder model
 
 Loads the bundled sample PET/CT study, assesses it with the bundled model, puts the results in
@@ -62,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     degraded = "degraded" if k in study.degraded_slices() else "clean"
     print(f"{out}: slice {k} ({degraded} in the sample study), score {assessment.scores[k]:.2f}")
-    from msiqa.report import plot_scores
+    from msiqa.score_chart import score_chart_svg
 
-    plot_scores(assessment, args.out / "chart.png")
-    print(f"{args.out / 'chart.png'}: the per-slice chart")
+    (args.out / "chart.svg").write_text(score_chart_svg(assessment) + "\n", encoding="utf-8")
+    print(f"{args.out / 'chart.svg'}: the per-slice chart, as the report shows it")
     return 0
 
 

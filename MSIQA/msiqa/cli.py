@@ -4,12 +4,14 @@
     msiqa score IMAGE...                         score single 2D pictures (PNG, JPEG, DICOM)
     msiqa demo                                   assess the bundled sample study
     msiqa models                                 list the bundled models and their cards
+    msiqa devices [--json]                       the devices the network can run on
 
 Every subcommand is a function ``f(args) -> exit code``, set with ``set_defaults(func=f)``.
 Input and settings errors (:class:`msiqa.errors.MSIQAError`) print ``msiqa: error: ...`` and
 exit with 2, Ctrl-C exits with 130; in both cases no output is left half-written: result
 files are written into a hidden folder beside the target and moved into place only once
-all of them are complete.
+all of them are complete. ``--progress jsonl`` makes assess and demo report to a program
+instead of a person (see :mod:`msiqa.progress`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError, MSIQAError
+from .progress import BarReporter, JsonlReporter, Reporter, event_channel
 
 OUTPUTS = ("scores.csv", "heatmap.nrrd", "summary.json", "report.html")
 SLICER_HINT = "install the 'slicer' extra: pip install msiqa[slicer]"
@@ -83,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="slices per network pass (default: 8)")
     batch.add_argument("--threshold", type=_finite_float, default=2.0, metavar="T",
                        help="slices scoring below T are flagged (default: 2.0, on the 0-4 scale)")
+    batch.add_argument("--progress", choices=("bar", "jsonl"), default="bar",
+                       help="bar: what is happening and a progress bar on stderr (default); jsonl: one JSON "
+                            "object per line on stdout (stage, start, progress, then done or error) and "
+                            "nothing else there, for programs such as the Slicer module")
 
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -121,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the bundled models", description="Show each bundled model's card.")
     p.set_defaults(func=cmd_models)
 
+    p = sub.add_parser("devices", help="list the devices the network can run on",
+                       description="List the devices PyTorch sees (CUDA GPUs, Apple MPS, the CPU) and which one "
+                                   "--device auto picks.")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.set_defaults(func=cmd_devices)
+
     # The training commands live in their own package, which may be absent.
     try:
         from .training.commands import add_parsers
@@ -142,14 +155,29 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     _quiet_libraries()
+    if getattr(args, "progress", None) == "jsonl":
+        with event_channel() as events:
+            return _run(func, args, JsonlReporter(events))
+    return _run(func, args, BarReporter(quiet=getattr(args, "quiet", False)))
+
+
+def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace, reporter: Reporter) -> int:
+    args.reporter = reporter
     try:
         return int(func(args) or 0)
     except MSIQAError as e:
         print(f"msiqa: error: {e}", file=sys.stderr)
+        reporter.error(str(e), 2)
         return 2
     except KeyboardInterrupt:
         print("msiqa: interrupted; no output was written.", file=sys.stderr)
+        reporter.error("interrupted; no output was written.", 130)
         return 130
+    except BaseException as e:  # a bug: the traceback goes to stderr, the event stream still ends
+        reporter.error(f"internal error ({type(e).__name__}: {e}); see the messages on stderr.", 1)
+        raise
+    finally:
+        reporter.close()
 
 
 def _quiet_libraries() -> None:
@@ -300,20 +328,6 @@ def _check_mrb(value: str | None) -> tuple[Path | None, Callable | None]:
     return path, _import_write_mrb()
 
 
-def _progress_bar(quiet: bool, desc: str):
-    from tqdm import tqdm
-
-    bar = tqdm(total=0, desc=desc, unit="slice", file=sys.stderr, disable=quiet, leave=False, dynamic_ncols=True)
-
-    def update(done: int, total: int) -> None:
-        if bar.total != total:
-            bar.total = total
-            bar.refresh()
-        bar.update(done - bar.n)
-
-    return bar, update
-
-
 def _write_scores_csv(path: Path, assessment) -> None:
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -324,21 +338,20 @@ def _write_scores_csv(path: Path, assessment) -> None:
                         "" if np.isnan(confidence) else f"{float(confidence):.3f}"])
 
 
-# heatmap.nrrd keeps its values on a 1/256 grid, as fine as a colour map shows them: float noise in
-# the low bits is what kept gzip from shrinking the file (512x512x200: 154 MB -> 16.7 MB).
-HEATMAP_LEVELS = 256
 HEATMAP_GZIP_LEVEL = 6  # 9 gains 1 % and takes 4x as long
 
 
 def write_heatmap(assessment, path: Path) -> None:
-    """Write the heatmap as a gzip NRRD. Rounds ``assessment.heatmap`` in place, slice by slice (no
-    second copy of a large study in memory), so that the assessment equals what the file holds."""
+    """Write the heatmap as a gzip NRRD, its values rounded to the colour table's steps: the float
+    noise in the low bits is what kept gzip from shrinking it (512x512x200: 154 MB -> 16.7 MB).
+    Rounds ``assessment.heatmap`` in place, slice by slice (no second copy of a large study in
+    memory), so that the assessment equals what the file holds."""
     import SimpleITK as sitk
 
-    for heat in assessment.heatmap:
-        heat *= HEATMAP_LEVELS
-        np.round(heat, out=heat)
-        heat /= HEATMAP_LEVELS
+    from .colormap import display_steps
+
+    for k, heat in enumerate(assessment.heatmap):
+        assessment.heatmap[k] = display_steps(heat)
     sitk.WriteImage(assessment.heatmap_image(), str(path), True, HEATMAP_GZIP_LEVEL)
 
 
@@ -367,10 +380,11 @@ def assess_to_dir(
     threshold: float = 2.0,
     model: str | None = None,
     mrb: str | None = None,
-    quiet: bool = False,
+    reporter: Reporter = Reporter(),
     title: str = "MS-IQA image-quality report",
 ):
-    """Assess ``inputs`` ({"CT": path, "PET": path} or {"RGB": path}) and write the result set to ``out``.
+    """Assess ``inputs`` ({"CT": path, "PET": path} or {"RGB": path}) and write the result set to ``out``,
+    telling ``reporter`` what happens (see :mod:`msiqa.progress`).
 
     Returns (assessment, summary dict as written to summary.json).
     """
@@ -383,23 +397,26 @@ def assess_to_dir(
         raise InputError("give either --rgb, or --ct and/or --pet, not both.")
     mrb_path, write_mrb = _check_mrb(mrb)
 
-    from .assess import Scorer, assess
+    reporter.stage("reading", inputs=list(paths))
     from .render import SliceRenderer
     from .report import collect_lowest, write_report
-    from .weights import load_model
 
-    scorer = Scorer(load_model(model), device)
     renderer = SliceRenderer(ct=paths.get("CT"), pet=paths.get("PET"), rgb=paths.get("RGB"))
     images = {role: img for role, img in (("CT", renderer.ct), ("PET", renderer.pet), ("RGB", renderer.rgb))
               if img is not None}
-    bar, progress = _progress_bar(quiet, "assessing")
-    try:
-        assessment = assess(
-            ct=renderer.ct, pet=renderer.pet, rgb=renderer.rgb, scorer=scorer, batch_size=batch_size,
-            threshold=threshold, settings=renderer.settings, progress=progress,
-        )
-    finally:
-        bar.close()
+    reporter.stage("loading")
+    from .assess import Scorer, assess  # imports torch: seconds, so after the first words to the user
+    from .weights import load_model
+
+    scorer = Scorer(load_model(model), device)
+    if renderer.ct is not None and renderer.pet is not None:
+        reporter.stage("resampling")
+    reporter.start(len(renderer), str(scorer.device))
+    assessment = assess(
+        ct=renderer.ct, pet=renderer.pet, rgb=renderer.rgb, scorer=scorer, batch_size=batch_size,
+        threshold=threshold, settings=renderer.settings, progress=reporter.progress,
+    )
+    reporter.stage("rendering")
     pictures, maps = collect_lowest(assessment, renderer, LOWEST_SHOWN)
     renderer = None  # the input volumes are needed from here on only for the scene bundle:
     if write_mrb is None:  # let them go, so writing (which copies the heatmap) does not raise the peak
@@ -412,6 +429,7 @@ def assess_to_dir(
         "version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    reporter.stage("writing")
     try:
         with _Staging(out.absolute(), mrb_path.absolute() if mrb_path else None) as staging:
             _write_scores_csv(staging.path("scores.csv"), assessment)
@@ -444,8 +462,9 @@ def cmd_assess(args: argparse.Namespace) -> int:
     out = Path(args.out)
     assessment, summary = assess_to_dir(
         out, {"CT": args.ct, "PET": args.pet, "RGB": args.rgb}, device=args.device, batch_size=args.batch_size,
-        threshold=args.threshold, model=args.model, mrb=args.mrb, quiet=args.quiet,
+        threshold=args.threshold, model=args.model, mrb=args.mrb, reporter=args.reporter,
     )
+    args.reporter.done(str(out.absolute()))
     print(f"wrote {', '.join(OUTPUTS)} to {out}")
     if args.mrb:
         print(f"wrote the Slicer scene {args.mrb}")
@@ -462,8 +481,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     assessment, summary = assess_to_dir(
         out, {"CT": study.ct_path, "PET": study.pet_path}, device=args.device, batch_size=args.batch_size,
-        threshold=args.threshold, model=args.model, quiet=args.quiet, title="MS-IQA report: sample PET/CT study",
+        threshold=args.threshold, model=args.model, reporter=args.reporter, title="MS-IQA report: sample PET/CT study",
     )
+    args.reporter.done(str(out.absolute()))
     print(f"report: {(out / 'report.html').resolve()}")
     print(_describe(summary))
     degraded = getattr(study, "degraded_slices", None)
@@ -758,6 +778,23 @@ def cmd_models(args: argparse.Namespace) -> int:
     if not cards:
         raise MSIQAError("no bundled models found; reinstall msiqa.")
     print("\n\n".join(format_card(c, default=c.get("name") == DEFAULT_MODEL) for c in cards))
+    return 0
+
+
+# --- msiqa devices ---------------------------------------------------------------------
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from .devices import probe
+
+    info = probe()
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print(f"PyTorch {info['torch']}; --device auto picks {info['auto']}")
+    for d in info["devices"]:
+        extra = f", {d['memory_gb']:g} GB" if "memory_gb" in d else ""
+        print(f"  {d['key']}{':' + str(d['index']) if 'index' in d else ''}  {d['name']}{extra}")
     return 0
 
 

@@ -1,10 +1,12 @@
 """Which Python packages the engine needs and which of them are missing.
 
-GUI-free and import-free: packages are looked up through their installed metadata
-(importlib.metadata), never imported, so checking does not load torch or lock its files
-(which would block a repair install in Slicer). The Slicer module installs torch and
-torchvision through the PyTorch extension (PyTorchUtils, which picks the CUDA/CPU build)
-and the rest with pip; SimpleITK and numpy come with Slicer and are never installed here.
+The list is ``requirements.txt`` beside this file, the same file pyproject.toml takes the
+package's dependencies from. GUI-free and import-free: packages are looked up through their
+installed metadata (importlib.metadata), never imported, so checking does not load torch or
+lock its files (which would block a repair install in Slicer). The Slicer module installs
+torch and torchvision through the PyTorch extension (PyTorchUtils, which picks the CUDA/CPU
+build) and the rest with pip; what Slicer itself ships (:data:`NEVER_INSTALL`) is never
+installed here.
 """
 
 from __future__ import annotations
@@ -12,7 +14,18 @@ from __future__ import annotations
 import importlib.metadata
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable, Optional
+
+
+REQUIREMENTS_FILE = Path(__file__).with_name("requirements.txt")
+
+# Installed by the PyTorch extension (PyTorchUtils picks the CUDA or CPU build), not by pip.
+VIA_PYTORCH_UTILS = frozenset({"torch", "torchvision"})
+
+# Packages Slicer 5.10+ ships (SuperBuild/External_python-*.cmake: numpy, SimpleITK, scipy,
+# pydicom and pillow in the DICOM requirements) and that must never be replaced from inside it.
+NEVER_INSTALL = frozenset({"simpleitk", "numpy", "scipy", "pydicom", "pillow"})
 
 
 @dataclass(frozen=True)
@@ -26,15 +39,25 @@ class Requirement:
         return f"{self.name}>={self.minimum}" if self.minimum else self.name
 
 
-REQUIREMENTS: tuple[Requirement, ...] = (
-    Requirement("torch", "2.0", via_pytorch_utils=True),
-    Requirement("torchvision", None, via_pytorch_utils=True),
-    Requirement("timm", "0.9"),
-    Requirement("safetensors", "0.4"),
-)
+_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:>=\s*([0-9][0-9A-Za-z.]*))?$")
 
-# Packages Slicer ships and that must never be replaced from inside Slicer.
-NEVER_INSTALL = frozenset({"simpleitk", "numpy"})
+
+def read_requirements(path: Path = REQUIREMENTS_FILE) -> tuple[Requirement, ...]:
+    """The requirements file: one ``NAME>=MINIMUM`` (or ``NAME``) a line, ``#`` comments."""
+    out = []
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = _LINE.match(line)
+        if match is None:
+            raise ValueError(f"{path}:{number}: {raw!r} is not NAME>=MINIMUM")
+        name = match.group(1)
+        out.append(Requirement(name, match.group(2), via_pytorch_utils=name.lower() in VIA_PYTORCH_UTILS))
+    return tuple(out)
+
+
+REQUIREMENTS: tuple[Requirement, ...] = read_requirements()
 
 
 def version_tuple(version: str) -> tuple[int, ...]:

@@ -27,3 +27,7 @@ class MissingDependency(MSIQAError):
 
 class Cancelled(MSIQAError):
     """The user cancelled an assessment; no result is returned."""
+
+
+class EngineError(MSIQAError):
+    """The engine's child process ended without a result: a crash, a signal, lack of memory."""

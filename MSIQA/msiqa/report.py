@@ -1,8 +1,8 @@
 """A self-contained HTML report of one assessment.
 
-One file, no external resources: the per-slice chart and the pictures of the lowest-scoring
-slices (as rendered, and with the attention heatmap blended over them) are inlined as
-base64 PNG, the styles sit in the page. It opens in any browser, offline, and can be mailed.
+One file, no external resources: the per-slice chart is inline SVG, the pictures of the
+lowest-scoring slices (as rendered, and with the attention heatmap blended over them) are
+inlined as base64 PNG, the styles sit in the page. It opens in any browser, offline, and can be mailed.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ import io
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Mapping, Union
+from typing import Any, Mapping
 
 import numpy as np
 from PIL import Image
 
 from .causes import DESCRIPTIONS
+from .colormap import inferno
 from .results import Assessment
-
-PathOrBuffer = Union[str, os.PathLike, IO[bytes]]
+from .score_chart import score_chart_svg
 
 HEATMAP_COLORMAP = "inferno"
 HEATMAP_ALPHA = 0.45
@@ -32,15 +32,12 @@ HEATMAP_ALPHA = 0.45
 # ---------------------------------------------------------------------------------------
 
 
-def colorize(heat: np.ndarray, colormap: str = HEATMAP_COLORMAP) -> np.ndarray:
-    """(H, W) values in [0, 1] -> float RGB (H, W, 3) in [0, 1] through a matplotlib colour map."""
-    from matplotlib import colormaps
-
-    rgba = colormaps[colormap](np.clip(np.nan_to_num(np.asarray(heat, dtype=np.float64), nan=0.0), 0.0, 1.0))
-    return np.asarray(rgba)[..., :3]
+def colorize(heat: np.ndarray) -> np.ndarray:
+    """(H, W) values in [0, 1] -> float RGB (H, W, 3) in [0, 1], in the colours of Slicer's overlay."""
+    return inferno(heat)
 
 
-def blend(picture: np.ndarray, heat: np.ndarray, alpha: float = HEATMAP_ALPHA, colormap: str = HEATMAP_COLORMAP) -> np.ndarray:
+def blend(picture: np.ndarray, heat: np.ndarray, alpha: float = HEATMAP_ALPHA) -> np.ndarray:
     """The heatmap over the picture: ``(1 - alpha) * picture + alpha * colour(heat)``, uint8 RGB.
 
     ``picture`` is (H, W, 3) uint8 (or (H, W) grey), ``heat`` (H, W) in [0, 1] on the same pixels.
@@ -50,7 +47,7 @@ def blend(picture: np.ndarray, heat: np.ndarray, alpha: float = HEATMAP_ALPHA, c
         pic = np.repeat(pic[..., None], 3, axis=-1)
     if pic.shape[:2] != np.shape(heat):
         raise ValueError(f"picture {pic.shape[:2]} and heatmap {np.shape(heat)} differ in size")
-    out = (1.0 - alpha) * (pic[..., :3].astype(np.float32) / 255.0) + alpha * colorize(heat, colormap)
+    out = (1.0 - alpha) * (pic[..., :3].astype(np.float32) / 255.0) + alpha * colorize(heat)
     return np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
@@ -77,44 +74,6 @@ def collect_lowest(assessment: Assessment, renderer, n: int = 6) -> tuple[dict[i
         pictures[k] = renderer.render(k, k + 1)[0]
         maps[k] = renderer.to_display(assessment.heatmap[k : k + 1])[0]
     return pictures, maps
-
-
-# ---------------------------------------------------------------------------------------
-# Chart
-# ---------------------------------------------------------------------------------------
-
-
-def plot_scores(assessment: Assessment, path_or_buffer: PathOrBuffer, *, dpi: int = 120) -> None:
-    """Score against slice index, the threshold and the flagged slices (red), as a PNG."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    scores = np.asarray(assessment.scores, dtype=np.float64)
-    k = np.arange(scores.size)
-    flagged = np.asarray(assessment.flagged)
-    fig = Figure(figsize=(9.0, 3.2), dpi=dpi)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.plot(k, scores, color="#2b6cb0", linewidth=1.4, marker="o" if scores.size <= 80 else None,
-            markersize=3, label="slice score", zorder=2)
-    ax.axhline(assessment.threshold, color="#c05621", linestyle="--", linewidth=1.1,
-               label=f"threshold {assessment.threshold:g}", zorder=1)
-    if flagged.any():
-        ax.scatter(k[flagged], scores[flagged], color="#e53e3e", s=22, zorder=3,
-                   label=f"flagged ({int(flagged.sum())})")
-    lo = min(0.0, float(scores.min()) - 0.2) if scores.size else 0.0
-    hi = max(4.0, float(scores.max()) + 0.2) if scores.size else 4.0
-    ax.set_ylim(lo, hi)
-    ax.set_xlim(-0.5, max(0.5, scores.size - 0.5))
-    ax.set_xlabel("axial slice (k index)")
-    ax.set_ylabel("quality score (0-4)")
-    ax.grid(True, color="#e2e8f0", linewidth=0.8)
-    ax.set_axisbelow(True)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-    ax.legend(loc="lower right", fontsize=8, frameon=False, ncol=3)
-    fig.tight_layout()
-    fig.savefig(path_or_buffer, format="png")
 
 
 # ---------------------------------------------------------------------------------------
@@ -146,7 +105,7 @@ th { background: #edf2f7; font-weight: 600; }
 table.kv th { width: 190px; background: #f7fafc; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 code { font-family: SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px; word-break: break-all; }
-img.chart { width: 100%; background: #fff; border: 1px solid var(--line); border-radius: 6px; }
+svg.chart { width: 100%; height: auto; display: block; border: 1px solid var(--line); border-radius: 6px; }
 .slices { display: grid; grid-template-columns: repeat(auto-fill, minmax(320px, 1fr)); gap: 16px; }
 figure { margin: 0; background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 8px; }
 figure .pair { display: grid; grid-template-columns: 1fr 1fr; gap: 6px; }
@@ -229,11 +188,11 @@ def _model_section(assessment: Assessment) -> str:
     return _kv_table(rows)
 
 
-def _colour_bar(colormap: str = HEATMAP_COLORMAP) -> str:
+def _colour_bar() -> str:
     """A small inline legend of the heatmap colours from 0 to 1 (a CSS gradient, no image)."""
     stops = []
     for x in np.linspace(0.0, 1.0, 11):
-        r, g, b = np.round(colorize(np.array(x), colormap) * 255.0).astype(int)
+        r, g, b = np.round(colorize(np.array(x)) * 255.0).astype(int)
         stops.append(f"rgb({r},{g},{b}) {x * 100:.0f}%")
     return (f'<span class="scale"><span>0</span><span class="bar" style="background: linear-gradient(to right, '
             f'{", ".join(stops)})"></span><span>1</span></span>')
@@ -327,9 +286,6 @@ def render_html(
         _card("Flagged", str(s["flagged_count"]), f"{100.0 * s['flagged_count'] / max(n, 1):.0f} % of slices"),
     ])
 
-    chart = io.BytesIO()
-    plot_scores(assessment, chart)
-
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -348,7 +304,7 @@ def render_html(
 <h2>Summary</h2>
 <div class="cards">{cards}</div>
 <h2>Score per slice</h2>
-<img class="chart" alt="score per axial slice" src="{_data_uri(chart.getvalue())}">
+{score_chart_svg(assessment)}
 {_lowest_section(assessment, pictures, maps)}
 {_flagged_section(assessment, set(int(k) for k in pictures))}
 <h2>Inputs and rendering</h2>

@@ -1,14 +1,17 @@
 """The sample PET/CT study bundled with MS-IQA.
 
 The files in ``sample_data/`` are made by :mod:`msiqa.phantom` and can be remade
-byte for byte with::
+byte for byte with (about a minute on two CPU cores)::
 
     python -m msiqa.sample_data            # regenerate the bundled files in place
     python -m msiqa.sample_data OUT_DIR    # or write them elsewhere
 
-``sample_study.json`` holds the study description (degraded slice ranges,
-simulation parameters, SUV bookkeeping) and the sha256 of both volumes;
-:func:`load_sample_study` checks them before handing the paths out.
+``sample_study.json`` holds the study description and the sha256 of both volumes;
+:func:`load_sample_study` checks them before handing the paths out. Each of its
+``degraded_ranges`` says which fault it holds (``fault``, ``cause`` as the model names it,
+``severity`` with its unit), what that fault measures there (``measured``: e.g. the liver
+CoV of the PET, the added HU noise of the CT, a shift in mm), and whether a reader would
+accept it (``clinically_acceptable``, with the criterion in ``reason``).
 """
 
 from __future__ import annotations

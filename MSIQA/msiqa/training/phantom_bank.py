@@ -89,15 +89,14 @@ def render_layers(layers: Layers, settings: RenderSettings = RenderSettings()) -
 
 
 def simulate_slices(noise_seed: int, anatomy_seed: int | None = None) -> list[PhantomSlice]:
-    """Every clean slice of one simulated study (the sample study's fault ranges left out)."""
+    """Every slice of one simulated patient (None: the sample study's), acquired clean."""
     from .. import phantom
 
-    clean_ks = [k for k in range(phantom.N_SLICES) if phantom._range_of(k) is None]
-    vol = phantom.simulate_volumes(noise_seed, slices=clean_ks)
+    vol = phantom.simulate_clean(anatomy_seed, noise_seed)
     ct_img = _image(vol.ct_hu, phantom.CT_SPACING, phantom.CT_ORIGIN)
     pet_img = _image(vol.pet_bqml, phantom.PET_SPACING, phantom.PET_ORIGIN)
     pet_on_ct = sitk.Resample(pet_img, ct_img, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    suv = phantom.suv_factor()
+    suv = vol.phantom.suv_per_bqml
     ct = sitk.GetArrayFromImage(ct_img).astype(np.float32)
     pet_ct = sitk.GetArrayFromImage(pet_on_ct) * suv
     pet = sitk.GetArrayFromImage(pet_img).astype(np.float32) * suv
@@ -105,8 +104,8 @@ def simulate_slices(noise_seed: int, anatomy_seed: int | None = None) -> list[Ph
     # LPS identity direction: rows run anterior -> posterior and columns right -> left, which is
     # already how Slicer's axial view shows a slice.
     return [
-        PhantomSlice(f"{tag}-k{clean_ks[k]}", ct[k], pet_ct[k], pet[k], ct_img.GetSpacing()[0], pet_img.GetSpacing()[0])
-        for k in range(len(clean_ks))
+        PhantomSlice(f"{tag}-k{k}", ct[c], pet_ct[c], pet[c], ct_img.GetSpacing()[0], pet_img.GetSpacing()[0])
+        for c, k in enumerate(vol.slices)
     ]
 
 

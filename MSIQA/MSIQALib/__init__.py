@@ -1,0 +1,1 @@
+"""Helpers of the MSIQA scripted module that must work before the engine package is imported."""

@@ -9,7 +9,6 @@ several child processes and, for each, that the report's pictures are the input'
 from __future__ import annotations
 
 import base64
-import csv
 import io
 import os
 import re
@@ -23,6 +22,7 @@ import SimpleITK as sitk
 from PIL import Image
 
 import msiqa
+from msiqa.cli import LOWEST_SHOWN
 from msiqa.render import SliceRenderer
 
 RUNS = 6
@@ -76,17 +76,11 @@ def test_rendered_rgb_pictures_own_their_memory(flip):
     assert np.array_equal(picture, expected)
 
 
-def report_pictures(out: Path) -> list[np.ndarray]:
+def report_pictures(out: Path) -> dict[int, np.ndarray]:
+    """{slice k: the picture the report shows of it}, from the report's own image labels."""
     html = (out / "report.html").read_text(encoding="utf-8")
-    pngs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
-    # chart first, then (picture, overlay) per slice, lowest score first
-    return [np.asarray(Image.open(io.BytesIO(base64.b64decode(b))).convert("RGB")) for b in pngs[1::2]]
-
-
-def lowest_slices(out: Path) -> list[int]:
-    with open(out / "scores.csv", newline="") as f:
-        scores = np.array([float(r["score"]) for r in csv.DictReader(f)])
-    return [int(k) for k in np.argsort(scores, kind="stable")[: len(report_pictures(out))]]
+    found = re.findall(r'<img alt="slice (\d+) as scored" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    return {int(k): np.asarray(Image.open(io.BytesIO(base64.b64decode(b))).convert("RGB")) for k, b in found}
 
 
 def test_assess_rgb_in_child_processes(rgb_file, tmp_path):
@@ -104,7 +98,8 @@ def test_assess_rgb_in_child_processes(rgb_file, tmp_path):
         exits.append(done.returncode)
         if done.returncode == 0:
             pictures = report_pictures(out)
-            wrong_pictures.append(sum(not np.array_equal(p, voxels[k]) for p, k in zip(pictures, lowest_slices(out))))
+            assert len(pictures) == LOWEST_SHOWN, f"the report shows {len(pictures)} slices, not the {LOWEST_SHOWN} lowest"
+            wrong_pictures.append(sum(not np.array_equal(p, voxels[k]) for k, p in pictures.items()))
         else:
             print(done.stderr[-2000:])
     print(f"exit codes of {RUNS} runs: {exits}; wrong report pictures per completed run: {wrong_pictures}")

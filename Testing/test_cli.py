@@ -229,7 +229,8 @@ def test_score_agrees_with_assess(study, tmp_path, bundled_model):
     out = tmp_path / "scores.csv"
     assert cli.main(["score", *map(str, pngs), "--csv", str(out), "--device", "cpu", "-q"]) == 0
     rows = read_csv(out)
-    assert rows[0] == ["image", "score"] and [r[0] for r in rows[1:]] == [str(p) for p in pngs]
+    assert rows[0] == list(cli.SCORE_COLUMNS) and [r[0] for r in rows[1:]] == [str(p) for p in pngs]
+    assert all(r[2] == "" for r in rows[1:])  # no errors
     for k, row in zip(ks, rows[1:]):
         assert abs(float(row[1]) - float(result.scores[k])) < 0.05
 
@@ -239,7 +240,7 @@ def test_score_prints_csv_lines(study, tmp_path, capsys):
     png = save_png(pic, tmp_path / "a.png")
     assert cli.main(["score", str(png), "--device", "cpu"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "image,score" and lines[1].startswith(f"{png},") and len(lines) == 2
+    assert lines[0] == "image,score,error" and lines[1].startswith(f"{png},") and len(lines) == 2
 
 
 def test_score_expands_grey_to_rgb(study, tmp_path, capsys):

@@ -129,3 +129,39 @@ def test_training_resumes_exactly_from_its_checkpoint(dataset_folder, tmp_path):
     assert (tmp_path / "b" / "checkpoint.safetensors").exists()
     for (k, v), w in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(v.float(), w.float(), atol=1e-6), k
+
+
+@pytest.mark.parametrize("family", ["jpeg12", "jpeg2000"])
+def test_codec_degradations_without_imagecodecs_name_the_extra(pictures, family, monkeypatch):
+    from msiqa.errors import MissingDependency
+
+    monkeypatch.setitem(__import__("sys").modules, "imagecodecs", None)  # as in a plain 'pip install msiqa'
+    with pytest.raises(MissingDependency, match=r"pip install msiqa\[train\]"):
+        degrade(pictures[0], family, 0.5, np.random.default_rng(0))
+
+
+def test_train_without_imagecodecs_stops_before_loading_data(tmp_path, monkeypatch, capsys):
+    from msiqa import cli
+
+    monkeypatch.setitem(__import__("sys").modules, "imagecodecs", None)
+    rc = cli.main(["train", str(tmp_path / "missing"), str(tmp_path / "labels.csv"), "--out", str(tmp_path / "m.safetensors")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "imagecodecs" in err and "msiqa[train]" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_training_commands_describe_every_argument(command, capsys):
+    import argparse
+
+    from msiqa import cli
+
+    subparsers = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    parser = subparsers.choices[command]
+    assert len(parser.description or "") > 100
+    assert "volume table" in parser.description  # why LABELS may be left out
+    for action in parser._actions:
+        assert action.help, f"{command}: {action.option_strings or action.dest} has no help text"
+    assert cli.main([command, "--help"]) == 0
+    assert "volume table" in capsys.readouterr().out

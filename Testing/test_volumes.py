@@ -4,6 +4,7 @@ leaves nothing behind; every supported format reads back the same volume."""
 from __future__ import annotations
 
 import json
+import locale
 import shutil
 from pathlib import Path
 
@@ -219,7 +220,19 @@ def test_reads_each_file_format(tmp_path, suffix):
 
 def write_dicom_series(folder: Path, arr: np.ndarray, spacing, origin, modality: str, slope: float,
                        intercept: float, extra: dict[str, str] | None = None) -> Path:
-    """One file per slice with SimpleITK; ITK stores (value - intercept) / slope."""
+    """One file per slice with SimpleITK; ITK stores (value - intercept) / slope.
+
+    GDCM's writer leaves the process's LC_CTYPE at "C" once it has formatted an image position:
+    the locale is put back, or later tests that decode a child's output as text would read ASCII."""
+    saved = locale.setlocale(locale.LC_CTYPE)
+    try:
+        return _write_dicom_series(folder, arr, spacing, origin, modality, slope, intercept, extra)
+    finally:
+        locale.setlocale(locale.LC_CTYPE, saved)
+
+
+def _write_dicom_series(folder: Path, arr: np.ndarray, spacing, origin, modality: str, slope: float,
+                        intercept: float, extra: dict[str, str] | None) -> Path:
     folder.mkdir(parents=True)
     study, series = generate_uid(), generate_uid()
     sop_class = "1.2.840.10008.5.1.4.1.1.2" if modality == "CT" else "1.2.840.10008.5.1.4.1.1.128"

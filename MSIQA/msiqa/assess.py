@@ -70,7 +70,7 @@ class Scorer:
     def __call__(self, pictures: np.ndarray) -> Scored:
         """(B, H, W, 3) uint8 -> scores, weight maps and cause probabilities."""
         b, h, w, _ = pictures.shape
-        x = torch.from_numpy(pictures).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+        x = torch.from_numpy(np.require(pictures, np.uint8, ["C", "W"])).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
         ph, pw = -h % GRID_STRIDE, -w % GRID_STRIDE
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph))

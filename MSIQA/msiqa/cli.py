@@ -108,11 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "score", parents=[common, run], help="score single 2D pictures",
-        description="Score 2D pictures (PNG, JPEG, single-frame DICOM, ...). Grey pictures are expanded to RGB; "
-                    "a CT DICOM is windowed as 'assess' windows CT. For volumes use 'msiqa assess'.",
+        description="Score 2D pictures (PNG, JPEG, single-frame DICOM, ...), at least 32x32 pixels. Grey pictures "
+                    "are expanded to RGB; a CT DICOM is windowed as 'assess' windows CT. For volumes use "
+                    "'msiqa assess'. A picture that cannot be read is listed with the reason in the error column "
+                    "(and on stderr), the others are still scored, and the exit code is 2.",
     )
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--csv", metavar="OUT", help="write image,score rows to this CSV file instead of printing them")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="picture files to score")
+    p.add_argument("--csv", metavar="OUT", help="write image,score,error rows to this CSV file instead of printing "
+                                                "them (kept as it was if no picture could be scored)")
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser(
@@ -151,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return 2
+    _quiet_libraries()
     if getattr(args, "progress", None) == "jsonl":
         with event_channel() as events:
             return _run(func, args, JsonlReporter(events))
@@ -174,6 +178,18 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace, re
         raise
     finally:
         reporter.close()
+
+
+def _quiet_libraries() -> None:
+    """Keep library chatter off the user's screen; what matters is checked and said in our words.
+
+    ITK and GDCM print raw "WARNING: In .../itkGDCMSeriesFileNames.cxx" lines (for example for a
+    folder without DICOM, or a series with a gap, both refused with our own message); they are
+    switched off for this process only, the command line's, never inside Slicer.
+    """
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
 
 
 # ---------------------------------------------------------------------------------------
@@ -273,6 +289,23 @@ class _Staging:
 def _check_out_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder (it is created if missing).")
+    _check_writable(out.parent, f"--out {out}")
+    if out.exists():
+        _check_writable(out, f"--out {out}")
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """Fail now, not after the network has run, if nothing can be written in ``folder`` (or in the
+    nearest folder above it that exists, where the missing ones would be created)."""
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{what}: {existing} is a file, so no folder can be made inside it. Choose another place.")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".msiqa-write-test-", dir=existing))
+    except OSError as e:
+        raise InputError(f"{what}: cannot write in {existing} ({e.strerror or e}). Choose a folder you can write to.") from None
 
 
 def _import_write_mrb():
@@ -291,6 +324,7 @@ def _check_mrb(value: str | None) -> tuple[Path | None, Callable | None]:
         raise InputError(f"--mrb {value}: a Slicer scene bundle file name must end in .mrb.")
     if path.exists() and path.is_dir():
         raise InputError(f"--mrb {value} is a folder; give a file name ending in .mrb.")
+    _check_writable(path.parent, f"--mrb {value}")
     return path, _import_write_mrb()
 
 
@@ -302,6 +336,23 @@ def _write_scores_csv(path: Path, assessment) -> None:
         for k, (score, flagged, cause, confidence) in enumerate(rows):
             w.writerow([k, f"{float(score):.4f}", int(bool(flagged)), cause,
                         "" if np.isnan(confidence) else f"{float(confidence):.3f}"])
+
+
+HEATMAP_GZIP_LEVEL = 6  # 9 gains 1 % and takes 4x as long
+
+
+def write_heatmap(assessment, path: Path) -> None:
+    """Write the heatmap as a gzip NRRD, its values rounded to the colour table's steps: the float
+    noise in the low bits is what kept gzip from shrinking it (512x512x200: 154 MB -> 16.7 MB).
+    Rounds ``assessment.heatmap`` in place, slice by slice (no second copy of a large study in
+    memory), so that the assessment equals what the file holds."""
+    import SimpleITK as sitk
+
+    from .colormap import display_steps
+
+    for k, heat in enumerate(assessment.heatmap):
+        assessment.heatmap[k] = display_steps(heat)
+    sitk.WriteImage(assessment.heatmap_image(), str(path), True, HEATMAP_GZIP_LEVEL)
 
 
 def _json_default(value: Any) -> Any:
@@ -347,8 +398,6 @@ def assess_to_dir(
     mrb_path, write_mrb = _check_mrb(mrb)
 
     reporter.stage("reading", inputs=list(paths))
-    import SimpleITK as sitk
-
     from .render import SliceRenderer
     from .report import collect_lowest, write_report
 
@@ -384,7 +433,7 @@ def assess_to_dir(
     try:
         with _Staging(out.absolute(), mrb_path.absolute() if mrb_path else None) as staging:
             _write_scores_csv(staging.path("scores.csv"), assessment)
-            sitk.WriteImage(assessment.heatmap_image(), str(staging.path("heatmap.nrrd")), True)
+            write_heatmap(assessment, staging.path("heatmap.nrrd"))
             staging.path("summary.json").write_text(
                 json.dumps(summary, indent=2, default=_json_default) + "\n", encoding="utf-8"
             )
@@ -495,17 +544,6 @@ def to_rgb(a: np.ndarray, *, ct: bool = False, path: str = "picture") -> np.ndar
     raise InputError(f"{path}: a picture of shape {a.shape} is neither grey nor RGB.")
 
 
-def _is_dicom(path: Path) -> bool:
-    if path.suffix.lower() in (".dcm", ".dicom"):
-        return True
-    try:
-        with open(path, "rb") as f:
-            head = f.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
-
-
 def _read_dicom_picture(path: Path) -> np.ndarray:
     import pydicom
 
@@ -559,16 +597,16 @@ def _read_with_sitk(path: Path) -> np.ndarray:
     return to_rgb(a, ct=(modality == "CT" and image.GetNumberOfComponentsPerPixel() == 1), path=str(path))
 
 
-def read_picture(path: str | os.PathLike) -> np.ndarray:
-    """A 2D picture file (PNG, JPEG, TIFF, BMP, single-frame DICOM, 2D NRRD/MHA) -> uint8 RGB (H, W, 3)."""
+def _read_picture_file(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(path)
+    from .dicom_series import looks_like_dicom
+
     if not path.exists():
         raise InputError(f"{path} does not exist. Check the path.")
     if path.is_dir():
         raise InputError(_NOT_2D.format(path=path, what="this is a folder (a DICOM series is a volume)"))
-    if _is_dicom(path):
+    if looks_like_dicom(path):
         return _read_dicom_picture(path)
     try:
         with Image.open(path) as im:
@@ -585,41 +623,87 @@ def read_picture(path: str | os.PathLike) -> np.ndarray:
     return to_rgb(a, path=str(path))
 
 
+def read_picture(path: str | os.PathLike) -> np.ndarray:
+    """A 2D picture file (PNG, JPEG, TIFF, BMP, single-frame DICOM, 2D NRRD/MHA) -> uint8 RGB (H, W, 3),
+    at least MIN_PICTURE_SIZE pixels each way."""
+    from .volumes import check_picture_size
+
+    picture = _read_picture_file(Path(path))
+    check_picture_size(picture.shape[1], picture.shape[0], f"{path}: a picture of")
+    return picture
+
+
+SCORE_COLUMNS = ("image", "score", "error")
+
+
+def _score_row(image: str, score: float | None, error: str = "") -> list[str]:
+    """One row of ``score``'s CSV; an image that could not be scored has no score and says why."""
+    return [image, "" if score is None else f"{score:.4f}", error]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .assess import Scorer, score_images
     from .weights import load_model
 
-    scorer = Scorer(load_model(args.model), args.device)
-    rows: list[tuple[str, float]] = []
-    for name in tqdm(args.images, desc="scoring", unit="image", file=sys.stderr, disable=args.quiet or len(args.images) < 2,
-                     leave=False, dynamic_ncols=True):
-        picture = read_picture(name)
-        rows.append((name, float(score_images([picture], scorer)[0])))
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["image", "score"])
-    for name, score in rows:
-        w.writerow([name, f"{score:.4f}"])
-    if args.csv:
-        target = Path(args.csv)
+    target = Path(args.csv) if args.csv else None
+    if target is not None:
         if target.is_dir():
             raise InputError(f"--csv {target} is a folder; give a file name.")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.partial-", dir=target.parent)
+        _check_writable(target.parent, f"--csv {target}")
+    scorer = Scorer(load_model(args.model), args.device)
+    rows: list[list[str]] = []
+    failures: list[str] = []
+    for name in tqdm(args.images, desc="scoring", unit="image", file=sys.stderr, disable=args.quiet or len(args.images) < 2,
+                     leave=False, dynamic_ncols=True):
         try:
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-                f.write(buf.getvalue())
-            os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        print(f"wrote {len(rows)} scores to {target}", file=sys.stderr)
-    else:
-        sys.stdout.write(buf.getvalue())
+            picture = read_picture(name)
+        except MSIQAError as e:  # score the others; this one is listed with its reason
+            failures.append(str(e))
+            rows.append(_score_row(name, None, str(e)))
+            continue
+        rows.append(_score_row(name, float(score_images([picture], scorer)[0])))
+    scored = len(rows) - len(failures)
+    if scored:  # a file with no score in it would only replace an earlier, useful one
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(SCORE_COLUMNS)
+        w.writerows(rows)
+        if target is not None:
+            _write_file_atomically(target, buf.getvalue())
+            note = f" and {_plural(len(failures), 'failure')}" if failures else ""
+            print(f"wrote {_plural(scored, 'score')}{note} to {target}", file=sys.stderr)
+        else:
+            sys.stdout.write(buf.getvalue())
+    if len(failures) == 1 and len(rows) == 1:
+        raise InputError(failures[0])
+    if failures:
+        listing = "\n".join(f"  {message}" for message in failures)
+        print(f"msiqa: error: {len(failures)} of {len(rows)} images could not be scored"
+              f"{' (listed in the CSV with their reason)' if scored else ''}:\n{listing}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _write_file_atomically(target: Path, text: str) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.partial-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise MSIQAError(f"cannot write {target}: {e}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 # --- msiqa models ----------------------------------------------------------------------

@@ -21,6 +21,10 @@ class WeightsError(MSIQAError):
     """A weights file that is missing, malformed or fails its checksum."""
 
 
+class MissingDependency(MSIQAError):
+    """An optional package that a feature needs is not installed; the message names the pip extra."""
+
+
 class Cancelled(MSIQAError):
     """The user cancelled an assessment; no result is returned."""
 

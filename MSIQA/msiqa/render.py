@@ -164,8 +164,10 @@ class SliceRenderer:
     def render(self, k0: int, k1: int) -> np.ndarray:
         """uint8 RGB pictures (B, rows, cols, 3) of slices k0 <= k < k1."""
         if self.rgb is not None:
-            a = sitk.GetArrayViewFromImage(self.rgb)[k0:k1]
-            a = a if a.dtype == np.uint8 else np.clip(a * self._rgb_scale, 0, 255).astype(np.uint8)
+            view = sitk.GetArrayViewFromImage(self.rgb)[k0:k1]
+            # Always a copy: the pictures outlive this renderer (the report keeps some), and a view
+            # of SimpleITK memory does not keep its image alive.
+            a = np.array(view) if view.dtype == np.uint8 else np.clip(view * self._rgb_scale, 0, 255).astype(np.uint8)
             return np.ascontiguousarray(self._to_display(a))
         ct, pet = self.layers(k0, k1)
         ct = window_ct(ct, self.settings) if ct is not None else None

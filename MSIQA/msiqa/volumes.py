@@ -13,7 +13,9 @@ from typing import Union
 import numpy as np
 import SimpleITK as sitk
 
+from .dicom_series import series_files
 from .errors import GeometryError, InputError
+from .truncation import check_whole
 
 VolumeLike = Union[str, Path, sitk.Image]
 
@@ -21,6 +23,10 @@ VolumeLike = Union[str, Path, sitk.Image]
 # them, so they survive an NRRD round trip); DICOM series are read with pydicom instead.
 WEIGHT_KEY = "msiqa_patient_weight_kg"
 DOSE_KEY = "msiqa_injected_dose_bq"  # decay-corrected to the scan start
+
+# The network scores cells of 32x32 pixels (models.GRID_STRIDE); a picture smaller than one
+# cell is mostly the black padding around it, and its score would mean nothing.
+MIN_PICTURE_SIZE = 32
 
 
 def read_volume(source: VolumeLike, role: str, *, rgb: bool = False) -> sitk.Image:
@@ -38,25 +44,46 @@ def read_volume(source: VolumeLike, role: str, *, rgb: bool = False) -> sitk.Ima
 
 
 def _read_file(path: Path, role: str) -> sitk.Image:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
     try:
-        return sitk.ReadImage(str(path))
+        reader.ReadImageInformation()
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[-1] if str(e).strip() else ""
+        known = next((fmt for suffix, fmt in _FORMATS.items() if path.name.lower().endswith(suffix)), None)
+        if known:
+            raise InputError(f"{role}: cannot read {path}: it is damaged or not a valid {known} file "
+                             f"({_last_line(e)}). Copy or export it again.") from None
         raise InputError(
-            f"{role}: cannot read {path} as an image ({first}). "
+            f"{role}: cannot read {path} as an image ({_last_line(e)}). "
             "Give a NIfTI (.nii/.nii.gz), NRRD (.nrrd), MetaImage (.mha/.mhd) file or a DICOM series folder."
         ) from None
+    check_whole(path, role, reader)
+    try:
+        return reader.Execute()
+    except RuntimeError as e:
+        reason = _last_line(e)
+        if any(phrase in reason for phrase in _SHORT_DATA):
+            raise InputError(f"{role}: {path} is truncated: its voxel data ends early ({reason}). "
+                             "It was probably cut short by an interrupted copy or download: copy or export it again."
+                             ) from None
+        raise InputError(f"{role}: cannot read the voxels of {path} ({reason}). The file is damaged: "
+                         "copy or export it again.") from None
+
+
+_FORMATS = {".nii": "NIfTI", ".nii.gz": "NIfTI", ".nrrd": "NRRD", ".nhdr": "NRRD", ".mha": "MetaImage",
+            ".mhd": "MetaImage"}
+
+# How ITK's readers say that the voxel data is shorter than the header describes.
+_SHORT_DATA = ("fread got only", "but received", "data not read completely", "unexpected end of file")
+
+
+def _last_line(error: RuntimeError) -> str:
+    text = str(error).strip()
+    return text.splitlines()[-1] if text else ""
 
 
 def _read_dicom_series(path: Path, role: str) -> sitk.Image:
-    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
-    if not series:
-        raise InputError(f"{role}: the folder {path} holds no DICOM series. Point to the folder of one series.")
-    if len(series) > 1:
-        raise InputError(
-            f"{role}: the folder {path} holds {len(series)} DICOM series; put each series in its own folder."
-        )
-    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), series[0])
+    files = series_files(path, role)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     try:
@@ -92,6 +119,7 @@ def check_volume(image: sitk.Image, role: str, *, rgb: bool = False) -> sitk.Ima
         )
     if min(image.GetSize()) < 1:
         raise InputError(f"{role}: the volume is empty (size {image.GetSize()}).")
+    check_picture_size(image.GetSize()[0], image.GetSize()[1], f"{role}: slices of")
     a = sitk.GetArrayViewFromImage(image)
     if a.dtype.kind == "f":
         bad = ~np.isfinite(a)
@@ -103,6 +131,16 @@ def check_volume(image: sitk.Image, role: str, *, rgb: bool = False) -> sitk.Ima
     if lo == hi:
         raise InputError(f"{role}: every voxel has the value {lo}: the volume is constant (blank). Check the file.")
     return image
+
+
+def check_picture_size(width: int, height: int, what: str) -> None:
+    """Refuse pictures (or slices) smaller than one cell of the network's grid."""
+    if min(width, height) < MIN_PICTURE_SIZE:
+        raise InputError(
+            f"{what} {width}x{height} pixels are too small to assess: the network scores cells of "
+            f"{MIN_PICTURE_SIZE}x{MIN_PICTURE_SIZE} pixels and needs at least one whole cell. "
+            "Give the full-resolution image."
+        )
 
 
 def physical_bounds(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:

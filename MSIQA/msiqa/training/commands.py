@@ -7,6 +7,7 @@ import datetime
 import json
 from pathlib import Path
 
+from ..errors import InputError
 
 
 ARCHITECTURE = (
@@ -26,24 +27,52 @@ CLINICAL_SOURCE = (
     "(QIN-HEADNECK-01-0139 FDG PET; NSCLC-Radiomics LUNG1-001 and CRLM-CT-1004 CT). Not distributed here."
 )
 
+LAYOUTS = (
+    "Three data layouts: IMAGES is a folder of pictures and LABELS a CSV with the columns image,mos[,scene] "
+    "(the development set's format); or IMAGES is a folder and LABELS an LDCTIQAC2023 JSON {file: score}; "
+    "or IMAGES is a volume table CSV (ct,pet,rgb,slice,mos[,scene]) whose slices are rendered as 'assess' "
+    "renders them, and LABELS is left out because the scores are in that table. Scores are on the 0-4 scale."
+)
+
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model from scratch (recipe in a JSON config)")
-    p.add_argument("images", help="images folder (or a volume table .csv)")
-    p.add_argument("labels", nargs="?", help="labels CSV image,mos[,scene] or LDCTIQAC2023 JSON")
-    p.add_argument("--config", help="TrainConfig JSON (default: the bundled model's recipe)")
-    p.add_argument("--out", required=True, help="output .safetensors path; a checkpoint folder goes beside it")
-    p.add_argument("--name", default="msiqa-compact")
-    p.add_argument("--steps", type=int, help="override the config's number of steps")
-    p.add_argument("--clinical-root", help="folder the recipe's clinical_volumes (real studies shown as clean) "
-                   "are relative to; needed only by recipes that list some")
+    p = sub.add_parser(
+        "train", help="train a model from scratch (recipe in a JSON config)",
+        description="Train an MS-IQA network from scratch (no ImageNet weights) on labelled images plus synthetic "
+                    "degradations of them, and write the weights (.safetensors) with their card (.json). "
+                    "A checkpoint folder beside the output lets an interrupted run resume exactly where it "
+                    "stopped. " + LAYOUTS + " Needs the training extra: pip install msiqa[train].",
+    )
+    p.add_argument("images", metavar="IMAGES", help="folder of labelled pictures, or a volume table .csv")
+    p.add_argument("labels", nargs="?", metavar="LABELS",
+                   help="labels CSV (image,mos[,scene]) or LDCTIQAC2023 JSON; leave out for a volume table, "
+                        "which holds its own scores")
+    p.add_argument("--config", metavar="JSON",
+                   help="training recipe (TrainConfig JSON: preset, steps, crop, learning rate, synthetic "
+                        "fraction, ...; default: the bundled model's recipe, weights/msiqa-compact.train.json)")
+    p.add_argument("--out", required=True, metavar="FILE.safetensors",
+                   help="where to write the weights; the card goes beside it as .json and checkpoints into a "
+                        "folder of the same name without the suffix")
+    p.add_argument("--name", default="msiqa-compact", help="model name written into the card (default: %(default)s)")
+    p.add_argument("--steps", type=int, metavar="N", help="train for N steps instead of the config's number")
+    p.add_argument("--clinical-root", metavar="FOLDER",
+                   help="folder the recipe's clinical_volumes (real studies shown as clean) are relative to; "
+                        "needed only by recipes that list some")
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("evaluate", help="PLCC, SROCC, KROCC and within-scene SROCC on labelled images")
-    p.add_argument("images")
-    p.add_argument("labels")
-    p.add_argument("--model", help="bundled model name or .safetensors path")
-    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p = sub.add_parser(
+        "evaluate", help="PLCC, SROCC, KROCC and within-scene SROCC on labelled images",
+        description="Score labelled images with a model and compare the scores with the labels: Pearson (PLCC), "
+                    "Spearman (SROCC) and Kendall (KROCC) correlations, their sum, and SROCC within each scene "
+                    "(how well versions of the same anatomy are ranked). " + LAYOUTS,
+    )
+    p.add_argument("images", metavar="IMAGES", help="folder of labelled pictures, or a volume table .csv")
+    p.add_argument("labels", nargs="?", metavar="LABELS",
+                   help="labels CSV (image,mos[,scene]) or LDCTIQAC2023 JSON; leave out for a volume table")
+    p.add_argument("--model", metavar="NAME_OR_PATH",
+                   help="a bundled model name (see 'msiqa models') or a .safetensors file with its .json card "
+                        "beside it (default: the bundled compact model)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON instead of a table")
     p.set_defaults(func=_evaluate)
 
 
@@ -51,8 +80,10 @@ def _train(args: argparse.Namespace) -> int:
     from .. import __version__
     from ..weights import WEIGHTS_DIR, save_model
     from .datasets import load_dataset
+    from .degrade import codecs
     from .train import TrainConfig, train
 
+    codecs()  # fail now, not after the data has loaded and training has begun
     config_path = Path(args.config) if args.config else WEIGHTS_DIR / "msiqa-compact.train.json"
     config = TrainConfig.load(config_path)
     if args.steps:
@@ -96,7 +127,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     samples = load_dataset(args.images, args.labels)
     scorer = Scorer(load_model(args.model), "auto")
     pred = [float(scorer(s.image[None])[0][0]) for s in samples]
-    m = correlations(pred, [s.mos for s in samples], [s.scene for s in samples])
+    try:
+        m = correlations(pred, [s.mos for s in samples], [s.scene for s in samples])
+    except ValueError as e:  # too few images, or all with one label
+        raise InputError(f"evaluate: {len(samples)} labelled images give no correlation ({e}). "
+                         "Give at least 3 images whose labels differ.") from None
     if args.json:
         print(json.dumps(m, indent=2))
     else:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import io
 from typing import Callable
 
-import imagecodecs
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from ..errors import MissingDependency
 from ..render import RenderSettings
 
 Degradation = Callable[[np.ndarray, np.random.Generator, float], np.ndarray]
@@ -35,9 +35,22 @@ def jpeg8(img: np.ndarray, rng: np.random.Generator, s: float) -> np.ndarray:
     return np.asarray(Image.open(buf).convert("RGB"))
 
 
+def codecs():
+    """imagecodecs (12-bit JPEG, JPEG 2000), an optional package: only training needs it."""
+    try:
+        import imagecodecs
+    except ImportError:
+        raise MissingDependency(
+            "the 12-bit JPEG and JPEG 2000 degradations need the imagecodecs package, which is not installed. "
+            "Install the training extra: pip install msiqa[train]"
+        ) from None
+    return imagecodecs
+
+
 def jpeg12(img: np.ndarray, rng: np.random.Generator, s: float) -> np.ndarray:
     """12-bit JPEG of each channel (as DICOM archives store CT), quality 50 .. 3."""
     q = int(round(50 - 47 * s))
+    imagecodecs = codecs()
     out = np.empty_like(img)
     for c in range(3):
         enc = imagecodecs.jpeg8_encode((img[..., c].astype(np.uint16) << 4), level=q, bitspersample=12)
@@ -47,6 +60,7 @@ def jpeg12(img: np.ndarray, rng: np.random.Generator, s: float) -> np.ndarray:
 
 def jpeg2000(img: np.ndarray, rng: np.random.Generator, s: float) -> np.ndarray:
     """Lossy JPEG 2000 (wavelet blur and ringing); s maps to PSNR 40 .. 22 dB."""
+    imagecodecs = codecs()
     return imagecodecs.jpeg2k_decode(imagecodecs.jpeg2k_encode(img, level=40 - 18 * s))
 
 

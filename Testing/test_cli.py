@@ -230,9 +230,12 @@ def test_score_agrees_with_assess(study, tmp_path, bundled_model):
     assert cli.main(["score", *map(str, pngs), "--csv", str(out), "--device", "cpu", "-q"]) == 0
     rows = read_csv(out)
     assert rows[0] == list(cli.SCORE_COLUMNS) and [r[0] for r in rows[1:]] == [str(p) for p in pngs]
-    assert all(r[2] == "" for r in rows[1:])  # no errors
+    assert all(r[4] == "" for r in rows[1:])  # no errors
     for k, row in zip(ks, rows[1:]):
         assert abs(float(row[1]) - float(result.scores[k])) < 0.05
+        # The same cause as assess names for that slice, unless the two are close to a tie.
+        assert row[2] in bundled_model.net.config.causes and 0 < float(row[3]) <= 1
+        assert row[2] == result.causes[k] or abs(float(row[3]) - float(result.cause_confidence[k])) < 0.1
 
 
 def test_score_prints_csv_lines(study, tmp_path, capsys):
@@ -240,7 +243,7 @@ def test_score_prints_csv_lines(study, tmp_path, capsys):
     png = save_png(pic, tmp_path / "a.png")
     assert cli.main(["score", str(png), "--device", "cpu"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "image,score,error" and lines[1].startswith(f"{png},") and len(lines) == 2
+    assert lines[0] == "image,score,cause,cause_confidence,error" and lines[1].startswith(f"{png},") and len(lines) == 2
 
 
 def test_score_expands_grey_to_rgb(study, tmp_path, capsys):

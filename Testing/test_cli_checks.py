@@ -147,6 +147,7 @@ def test_score_lists_unreadable_files_and_scores_the_rest(tmp_path, capsys, pict
         rows = list(csv.DictReader(f))
     assert [r["image"] for r in rows] == names  # every input, in order
     assert [bool(r["score"]) for r in rows] == [True, False, False, True]
+    assert [bool(r["cause"]) for r in rows] == [True, False, False, True]
     assert "cannot read" in rows[1]["error"] and "does not exist" in rows[2]["error"]
     assert rows[0]["error"] == rows[3]["error"] == ""
 

@@ -27,7 +27,7 @@ import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -633,12 +633,19 @@ def read_picture(path: str | os.PathLike) -> np.ndarray:
     return picture
 
 
-SCORE_COLUMNS = ("image", "score", "error")
+SCORE_COLUMNS = ("image", "score", "cause", "cause_confidence", "error")
 
 
-def _score_row(image: str, score: float | None, error: str = "") -> list[str]:
-    """One row of ``score``'s CSV; an image that could not be scored has no score and says why."""
-    return [image, "" if score is None else f"{score:.4f}", error]
+def _score_row(image: str, scored=None, causes: Sequence[str] = (), error: str = "") -> list[str]:
+    """One row of ``score``'s CSV from one picture's ``Scored``; an image that could not be scored
+    has no score and says why."""
+    if scored is None:
+        return [image, "", "", "", error]
+    cause, confidence = "", ""
+    if scored.causes is not None and causes:
+        best = int(scored.causes[0].argmax())
+        cause, confidence = causes[best], f"{float(scored.causes[0, best]):.3f}"
+    return [image, f"{float(scored.scores[0]):.4f}", cause, confidence, error]
 
 
 def _plural(n: int, word: str) -> str:
@@ -648,7 +655,7 @@ def _plural(n: int, word: str) -> str:
 def cmd_score(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .assess import Scorer, score_images
+    from .assess import Scorer
     from .weights import load_model
 
     target = Path(args.csv) if args.csv else None
@@ -665,9 +672,9 @@ def cmd_score(args: argparse.Namespace) -> int:
             picture = read_picture(name)
         except MSIQAError as e:  # score the others; this one is listed with its reason
             failures.append(str(e))
-            rows.append(_score_row(name, None, str(e)))
+            rows.append(_score_row(name, error=str(e)))
             continue
-        rows.append(_score_row(name, float(score_images([picture], scorer)[0])))
+        rows.append(_score_row(name, scorer(np.ascontiguousarray(picture)[None]), scorer.causes))
     scored = len(rows) - len(failures)
     if scored:  # a file with no score in it would only replace an earlier, useful one
         buf = io.StringIO()

@@ -674,7 +674,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             failures.append(str(e))
             rows.append(_score_row(name, error=str(e)))
             continue
-        rows.append(_score_row(name, scorer(np.ascontiguousarray(picture)[None]), scorer.causes))
+        rows.append(_score_row(name, scorer(picture[None]), scorer.causes))
     scored = len(rows) - len(failures)
     if scored:  # a file with no score in it would only replace an earlier, useful one
         buf = io.StringIO()

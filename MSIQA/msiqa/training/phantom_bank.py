@@ -120,17 +120,15 @@ def clinical_slices(ct: str | Path | None = None, pet: str | Path | None = None,
     """Every ``every``-th slice of a real study of diagnostic quality, read and scaled exactly as
     ``assess`` reads it (so a PET without SUV tags gets the same pseudo-SUV): the normal noise
     and texture of clinical scanners, shown to the network as clean."""
-    if pet is not None and ct is None:
-        r = SliceRenderer(pet=pet)
-        _, suv = r.layers(0, len(r))
-        px = float(r.reference.GetSpacing()[0])
-        tag = Path(pet).name if Path(pet).name != "image" else Path(pet).parent.name
-        return [PhantomSlice(f"{tag}-k{k}", None, None, suv[k], px, px) for k in range(0, len(r), every)]
     r = SliceRenderer(ct=ct, pet=pet)
     hu, suv = r.layers(0, len(r))
     px = float(r.reference.GetSpacing()[0])
-    tag = Path(ct).name if Path(ct).name != "image" else Path(ct).parent.name
+    source = Path(ct if ct is not None else pet)
+    tag = source.parent.name if source.name == "image" else source.name
+    # A PET alone is shown on its own grid (pet_native); with a CT it is fused on the CT's.
+    on_ct, native = (suv, None) if hu is not None else (None, suv)
+    pick = lambda a, k: None if a is None else a[k]  # noqa: E731
     return [
-        PhantomSlice(f"{tag}-k{k}", hu[k], None if suv is None else suv[k], None, px, px)
+        PhantomSlice(f"{tag}-k{k}", pick(hu, k), pick(on_ct, k), pick(native, k), px, px)
         for k in range(0, len(r), every)
     ]

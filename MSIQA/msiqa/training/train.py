@@ -21,13 +21,13 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..causes import CAUSES
+from ..errors import InputError
 from ..models import GRID_STRIDE, MSIQANet, create_model
 from .datasets import Sample
 from .degrade import CAUSE_OF, FAMILIES, degrade
 from .handcrafted import Calibration, features
 from .labels import ANCHORS, CLEAN_MOS, NAMED_FROM, faulted_score
 from .layer_faults import Layers, applicable, apply_fault
-from ..errors import InputError
 from .phantom_bank import clinical_slices, render_layers, simulate_slices, vary
 
 # Families whose effect the hand-made features measure on the real grid: their synthetic

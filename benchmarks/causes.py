@@ -19,7 +19,7 @@ from synthetic_trials import causes_for, held_out_slices, make_trial
 
 from msiqa.assess import Scorer
 from msiqa.causes import CAUSES
-from msiqa.training.phantom_bank import MODES, render_layers
+from msiqa.training.phantom_bank import MODES, random_pet_voxel_mm, render_layers
 from msiqa.weights import load_model
 
 
@@ -45,7 +45,7 @@ def main() -> None:
     for t in range(args.trials):
         src = slices[int(rng.integers(len(slices)))]
         mode = MODES[t % len(MODES)]
-        layers = src.layers(mode, pet_zoom=float(rng.uniform(1.0, 2.0)) if mode == "pet" else 1.0)
+        layers = src.layers(mode, pet_voxel_mm=random_pet_voxel_mm(rng) if mode == "pet" else None)
         options = causes_for(layers)
         cause = "none" if rng.random() < 1.0 / (len(options) + 1) else str(rng.choice(options))
         if cause == "none":

@@ -16,7 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..render import RenderSettings, SliceRenderer, fuse, window_ct
+from ..render import PET_DISPLAY_MM, RenderSettings, SliceRenderer, display_shape, fuse, resize_slices, window_ct
 from .layer_faults import Layers
 
 MODES = ("petct", "ct", "pet")
@@ -29,7 +29,7 @@ class PhantomSlice:
     scene: str
     ct_hu: np.ndarray | None  # (H, W) on the CT grid, display orientation
     pet_on_ct: np.ndarray | None  # SUV resampled onto the CT grid, as ``assess`` fuses it
-    pet_native: np.ndarray | None  # SUV on the PET's own grid, as ``assess`` shows a PET alone
+    pet_native: np.ndarray | None  # SUV on the PET's own grid (a real one: already on the display grid)
     ct_px_mm: float
     pet_px_mm: float
 
@@ -40,20 +40,38 @@ class PhantomSlice:
                 "petct": self.ct_hu is not None and self.pet_on_ct is not None}
         return tuple(m for m in MODES if have[m])
 
-    def layers(self, mode: str, pet_zoom: float = 1.0) -> Layers:
+    def layers(self, mode: str, pet_voxel_mm: float | None = None) -> Layers:
         """The layers ``assess`` would render for this display mode.
 
-        A PET alone is shown on its own grid; ``pet_zoom`` > 1 stands in for scanners that
-        reconstruct finer voxels (e.g. 2-3 mm instead of 4 mm), with their smoother noise.
+        A PET alone is shown at PET_DISPLAY_MM pixels; ``pet_voxel_mm`` (coarser than its own)
+        stands in for a scanner that reconstructs bigger voxels, with their coarser noise.
         """
         if mode == "petct":
             return Layers(self.ct_hu, self.pet_on_ct, self.ct_px_mm)
         if mode == "ct":
             return Layers(self.ct_hu, None, self.ct_px_mm)
-        pet = self.pet_native
-        if pet_zoom != 1.0:
-            pet = ndimage.zoom(pet, pet_zoom, order=1)
-        return Layers(None, pet.astype(np.float32), self.pet_px_mm / pet_zoom)
+        pet = self.pet_native.astype(np.float32)
+        if pet_voxel_mm is not None and pet_voxel_mm > self.pet_px_mm:
+            pet = coarser_voxels(pet, self.pet_px_mm, pet_voxel_mm)
+        rows, cols = display_shape(*pet.shape, (self.pet_px_mm, self.pet_px_mm))
+        return Layers(None, resize_slices(pet[None], rows, cols)[0], PET_DISPLAY_MM)
+
+
+# PET voxel sizes of clinical reconstructions, in-plane (mm).
+CLINICAL_PET_VOXELS_MM = (2.0, 5.5)
+
+
+def random_pet_voxel_mm(rng: np.random.Generator) -> float:
+    """A clinical PET voxel size, for ``PhantomSlice.layers(..., pet_voxel_mm)``."""
+    return float(rng.uniform(*CLINICAL_PET_VOXELS_MM))
+
+
+def coarser_voxels(pet: np.ndarray, px_mm: float, voxel_mm: float) -> np.ndarray:
+    """The PET slice as a scanner with ``voxel_mm`` voxels would give it, on the same grid:
+    averaged over voxels of that size, then interpolated back."""
+    f = px_mm / voxel_mm
+    small = ndimage.zoom(ndimage.gaussian_filter(pet, 0.4 / f), f, order=1, mode="nearest", grid_mode=True)
+    return resize_slices(small[None], *pet.shape)[0]
 
 
 def vary(layers: Layers, rng: np.random.Generator) -> Layers:
@@ -92,7 +110,15 @@ def simulate_slices(noise_seed: int, anatomy_seed: int | None = None) -> list[Ph
     """Every slice of one simulated patient (None: the sample study's), acquired clean."""
     from .. import phantom
 
-    vol = phantom.simulate_clean(anatomy_seed, noise_seed)
+    tag = f"phantom-a{anatomy_seed if anatomy_seed is not None else 'default'}-n{noise_seed}"
+    return as_slices(phantom.simulate_clean(anatomy_seed, noise_seed), tag)
+
+
+def as_slices(vol, tag: str) -> list[PhantomSlice]:
+    """Simulated volumes (``phantom.SimulatedVolumes``) -> one PhantomSlice per slice, the PET
+    fused on the CT's grid as ``assess`` fuses it."""
+    from .. import phantom
+
     ct_img = _image(vol.ct_hu, phantom.CT_SPACING, phantom.CT_ORIGIN)
     pet_img = _image(vol.pet_bqml, phantom.PET_SPACING, phantom.PET_ORIGIN)
     pet_on_ct = sitk.Resample(pet_img, ct_img, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
@@ -100,7 +126,6 @@ def simulate_slices(noise_seed: int, anatomy_seed: int | None = None) -> list[Ph
     ct = sitk.GetArrayFromImage(ct_img).astype(np.float32)
     pet_ct = sitk.GetArrayFromImage(pet_on_ct) * suv
     pet = sitk.GetArrayFromImage(pet_img).astype(np.float32) * suv
-    tag = f"phantom-a{anatomy_seed if anatomy_seed is not None else 'default'}-n{noise_seed}"
     # LPS identity direction: rows run anterior -> posterior and columns right -> left, which is
     # already how Slicer's axial view shows a slice.
     return [
@@ -122,7 +147,8 @@ def clinical_slices(ct: str | Path | None = None, pet: str | Path | None = None,
     and texture of clinical scanners, shown to the network as clean."""
     r = SliceRenderer(ct=ct, pet=pet)
     hu, suv = r.layers(0, len(r))
-    px = float(r.reference.GetSpacing()[0])
+    # A PET alone comes out of the renderer on the display grid already.
+    px = float(r.reference.GetSpacing()[0]) if hu is not None else PET_DISPLAY_MM
     source = Path(ct if ct is not None else pet)
     tag = source.parent.name if source.name == "image" else source.name
     # A PET alone is shown on its own grid (pet_native); with a CT it is fused on the CT's.

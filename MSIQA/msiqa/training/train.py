@@ -28,7 +28,8 @@ from .degrade import CAUSE_OF, FAMILIES, degrade
 from .handcrafted import Calibration, features
 from .labels import ANCHORS, CLEAN_MOS, NAMED_FROM, faulted_score
 from .layer_faults import Layers, applicable, apply_fault
-from .phantom_bank import clinical_slices, render_layers, simulate_slices, vary
+from .physical_faults import SHOWN_IN, PhysicalGroup, build_bank
+from .phantom_bank import clinical_slices, random_pet_voxel_mm, render_layers, simulate_slices, vary
 
 # Families whose effect the hand-made features measure on the real grid: their synthetic
 # labels come from the fitted calibration. JPEG 2000 (ringing, which none of the features
@@ -69,6 +70,12 @@ class TrainConfig:
     clinical_scenes: int = 0
     clinical_volumes: list[dict[str, str]] = field(default_factory=list)
     clinical_every: int = 1
+    # Clinical faults as the simulator's scanners make them (``physical_faults``): groups per
+    # batch, the simulated patients (never the sample study's) and the slices per family.
+    physical_scenes: int = 0
+    physical_anatomies: list[int] = field(default_factory=lambda: [1, 2, 3])
+    physical_noise_seed: int = 7
+    physical_slices: int = 3
     # Of the versions after the first in a simulated or real group, the share that stays clean.
     clean_share: float = 0.0
     cause_weight: float = 0.0  # cross-entropy of the cause head
@@ -120,8 +127,9 @@ class Crop:
 
 class BatchMaker:
     def __init__(self, samples: list[Sample], config: TrainConfig, phantom: list[list] | None = None,
-                 clinical: list[list] | None = None):
-        """``phantom`` and ``clinical``: clean slices (``PhantomSlice``), one list per study."""
+                 clinical: list[list] | None = None, physical: list[PhysicalGroup] | None = None):
+        """``phantom`` and ``clinical``: clean slices (``PhantomSlice``), one list per study;
+        ``physical``: simulated slices with their scanner-made faults."""
         self.samples, self.c = samples, config
         self.by_scene: dict[str, list[int]] = {}
         for i, s in enumerate(samples):
@@ -129,6 +137,7 @@ class BatchMaker:
         self.scenes = sorted(self.by_scene)
         self.phantom = phantom or []
         self.clinical = clinical or []
+        self.physical = physical or []
         self.calibration = None
         if config.synthetic > 0 and config.labels == "calibrated":
             feats = np.array([features(s.image) for s in samples])
@@ -193,7 +202,7 @@ class BatchMaker:
         study = bank[int(rng.integers(len(bank)))]  # every study equally often, however long
         src = study[int(rng.integers(len(study)))]
         mode = str(rng.choice(src.modes))
-        layers = vary(src.layers(mode, pet_zoom=float(rng.uniform(1.0, 2.0)) if mode == "pet" else 1.0), rng)
+        layers = vary(src.layers(mode, pet_voxel_mm=random_pet_voxel_mm(rng) if mode == "pet" else None), rng)
         # One crop window for every version, so that the ranking compares like with like.
         picture = _pad(render_layers(layers), self.c.crop)
         y, x = _crop_origin(picture, self.c.crop, rng)
@@ -221,6 +230,26 @@ class BatchMaker:
             crops.append(self._labelled(img, CLEAN_MOS, drop, cause, region, group, True))
         return crops
 
+    def _physical_crops(self, group: int, rng: np.random.Generator) -> list[Crop]:
+        """One simulated slice clean and with its scanner-made fault at several severities, in a
+        display mode that shows the fault, every version through the same variation and crop."""
+        g = self.physical[int(rng.integers(len(self.physical)))]
+        mode = str(rng.choice(SHOWN_IN[g.family]))
+        voxel = random_pet_voxel_mm(rng) if mode == "pet" else None
+        look = int(rng.integers(2**31))  # the same patient variation for every version
+        versions = [(g.clean, 0.0, "none")] + [(f.slice, f.drop, f.cause) for f in g.faulted]
+        pictures = [_pad(render_layers(vary(v.layers(mode, voxel), np.random.default_rng(look))), self.c.crop)
+                    for v, _, _ in versions]
+        y, x = _crop_origin(pictures[0], self.c.crop, rng)
+        pick = [0] + list(rng.choice(np.arange(1, len(versions)), size=self.c.per_scene - 1,
+                                     replace=len(versions) - 1 < self.c.per_scene - 1))
+        crops = []
+        for i in pick:
+            _, drop, cause = versions[i]
+            image = np.ascontiguousarray(pictures[i][y : y + self.c.crop, x : x + self.c.crop])
+            crops.append(self._labelled(image, CLEAN_MOS, drop, cause, None, group, True))
+        return crops
+
     def __call__(self, step: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.c.seed, step])
         scenes = rng.choice(len(self.scenes), size=min(self.c.batch_scenes, len(self.scenes)), replace=False)
@@ -234,6 +263,9 @@ class BatchMaker:
             for _ in range(n if bank else 0):
                 crops.extend(self._clean_slice_crops(bank, group, rng))
                 group += 1
+        for _ in range(self.c.physical_scenes if self.physical else 0):
+            crops.extend(self._physical_crops(group, rng))
+            group += 1
         cells = self.c.crop // GRID_STRIDE
         region = torch.zeros(len(crops), 1, cells, cells)
         for i, c in enumerate(crops):
@@ -348,7 +380,11 @@ def train(
             paths = {role: Path(clinical_root) / rel for role, rel in volume.items()}
             clinical.append(clinical_slices(**paths, every=config.clinical_every))
         log(f"{sum(map(len, clinical))} clean clinical slices from {len(clinical)} studies")
-    make_batch = BatchMaker(samples, config, phantom, clinical)
+    physical = []
+    if config.physical_scenes > 0:
+        physical = build_bank(config.physical_anatomies, config.physical_noise_seed, config.physical_slices, seed=config.seed)
+        log(f"{len(physical)} simulated slices with scanner-made faults, {sum(len(g.faulted) for g in physical)} versions")
+    make_batch = BatchMaker(samples, config, phantom, clinical, physical)
     net.train()
     bar = None
     if progress:

@@ -13,6 +13,7 @@ from msiqa.assess import Scored, Scorer, assess, score_images
 from msiqa.errors import Cancelled, InputError
 from msiqa.render import SliceRenderer
 from msiqa.results import Geometry
+from msiqa.volumes import DOSE_KEY, WEIGHT_KEY
 
 K, J, I = 6, 48, 64  # not square, so a swapped axis cannot go unnoticed
 OBLIQUE = tuple(np.array([[0.98480775, -0.17364818, 0], [0.17364818, 0.98480775, 0], [0, 0, 1]]).ravel())
@@ -177,6 +178,31 @@ def test_heatmap_lands_on_the_voxels_the_network_looked_at(copy):
         point = image(hu).TransformIndexToPhysicalPoint((i, j, k))
         assert heat[heat.TransformPhysicalPointToIndex(point)] == pytest.approx(1.0)
     assert heat[heat.TransformPhysicalPointToIndex(image(hu).TransformIndexToPhysicalPoint((10, 30, 3)))] == 0.0
+
+
+@pytest.mark.parametrize("copy", [None, flipped_copy])
+def test_a_lone_pet_is_shown_at_display_pixels_and_its_heatmap_lands_on_its_own_voxels(copy):
+    """4 mm PET voxels are shown at 2 mm pixels (twice as many per side); the weight map comes
+    back onto the PET's own grid, bright where the PET is hot."""
+    bq = np.zeros((K, 40, 48), np.float32)
+    bq[:, 4:8, 20:26] = 6000.0  # SUV 6: white
+    bq[:, 12:20, 4:12] = 1000.0  # body background
+    pet = image(bq, spacing=(4.0, 4.0, 3.0))
+    pet.SetMetaData(WEIGHT_KEY, "70")  # 70 kg, 70 MBq: 1000 Bq/ml reads SUV 1
+    pet.SetMetaData(DOSE_KEY, "7e7")
+    if copy is not None:
+        pet = copy(pet)
+    r = SliceRenderer(pet=pet)
+    size = pet.GetSize()
+    assert r.render(0, 1).shape[1:3] == (2 * size[1], 2 * size[0])
+    assert "2 mm" in r.description["display"]
+    heat = assess(pet=pet, scorer=BrightnessScorer(), batch_size=4).heatmap_image()
+    assert heat.GetSize() == size
+    ref = image(bq, spacing=(4.0, 4.0, 3.0))
+    at = lambda i, j, k: heat[heat.TransformPhysicalPointToIndex(ref.TransformIndexToPhysicalPoint((i, j, k)))]  # noqa: E731
+    assert at(22, 5, 1) == pytest.approx(1.0, abs=0.01)
+    assert at(40, 30, 3) == pytest.approx(0.0, abs=0.01)
+    assert 0.05 < at(8, 16, 2) < 0.5  # SUV 1 on the hot map: dark red
 
 
 def test_score_images_matches_the_scorer(pair, scorer):

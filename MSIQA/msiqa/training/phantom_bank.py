@@ -76,7 +76,8 @@ def coarser_voxels(pet: np.ndarray, px_mm: float, voxel_mm: float) -> np.ndarray
 
 def vary(layers: Layers, rng: np.random.Generator) -> Layers:
     """Another patient from the same simulated one: body size (+-15 % per axis), a small
-    rotation, left-right mirroring, and overall FDG uptake (SUV x 0.7 .. 1.4)."""
+    rotation, left-right mirroring, overall FDG uptake (SUV x 0.7 .. 1.4), and on half of the
+    CTs the hardware around a patient (``add_hardware``)."""
     ref = layers.ct_hu if layers.ct_hu is not None else layers.pet_suv
     h, w = ref.shape
     angle = rng.uniform(-0.15, 0.15)
@@ -92,11 +93,34 @@ def vary(layers: Layers, rng: np.random.Generator) -> Layers:
         return ndimage.affine_transform(a, m, offset, order=1, mode="constant", cval=air).astype(np.float32)
 
     uptake = rng.uniform(0.7, 1.4)
-    return Layers(
-        None if layers.ct_hu is None else warp(layers.ct_hu, -1000.0),
-        None if layers.pet_suv is None else warp(layers.pet_suv, 0.0) * uptake,
-        layers.px_mm,
-    )
+    ct = None if layers.ct_hu is None else warp(layers.ct_hu, -1000.0)
+    if ct is not None and rng.random() < 0.5:
+        ct = add_hardware(ct, layers.px_mm, rng)
+    return Layers(ct, None if layers.pet_suv is None else warp(layers.pet_suv, 0.0) * uptake, layers.px_mm)
+
+
+def add_hardware(ct_hu: np.ndarray, px_mm: float, rng: np.random.Generator) -> np.ndarray:
+    """1-3 thin bright lines and arcs in the air around the body: table shells and rails, ECG
+    leads, cables. Clinical CTs show them (the LIDC chest CT's curved table rails, 1 mm wide at
+    ~1000 HU, drew model 3's attention and its 'streaks' cause); they are not a fault."""
+    h, w = ct_hu.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    body = ndimage.binary_fill_holes(ct_hu > -500)  # lungs are inside the body
+    air = ~ndimage.binary_dilation(body, iterations=max(1, round(5.0 / px_mm)))
+    out = ct_hu.copy()
+    for _ in range(int(rng.integers(1, 4))):
+        if rng.random() < 0.5:  # an arc, centred above the image like a table's curved shell
+            cy, cx = rng.uniform(-2 * h, 0.3 * h), rng.uniform(0.3 * w, 0.7 * w)
+            radius = rng.uniform(0.6, 1.0) * h - cy
+            dist = np.abs(np.hypot(yy - cy, xx - cx) - radius)
+        else:  # a straight segment
+            angle = rng.uniform(0, np.pi)
+            y0, x0 = rng.uniform(0, h), rng.uniform(0, w)
+            dist = np.abs((yy - y0) * np.cos(angle) - (xx - x0) * np.sin(angle))
+        half = max(0.5, rng.uniform(0.4, 1.5) / px_mm)  # 1-3 mm wide, at least a pixel
+        weight = np.clip(half + 0.5 - dist, 0.0, 1.0) * air
+        out = out + weight * (rng.uniform(300.0, 1500.0) - out)
+    return out.astype(np.float32)
 
 
 def render_layers(layers: Layers, settings: RenderSettings = RenderSettings()) -> np.ndarray:

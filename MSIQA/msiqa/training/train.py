@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from scipy import ndimage
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
@@ -104,6 +105,20 @@ def _crop_origin(img: np.ndarray, crop: int, rng: np.random.Generator) -> tuple[
         if body > best[2]:
             best = (y, x, body)
     return best[0], best[1]
+
+
+def _fault_window(clean: np.ndarray, faulty: np.ndarray, crop: int, rng: np.random.Generator) -> tuple[int, int]:
+    """A crop origin (on the 8x8 grid) around where a fault changed the picture most, so the
+    label of a regional fault (misregistration and breathing at the liver dome, metal at the
+    spine) is given to a crop that shows it."""
+    h, w = clean.shape[:2]
+    diff = np.abs(faulty.astype(np.float32) - clean.astype(np.float32)).sum(-1)
+    sums = ndimage.uniform_filter(diff, size=crop // 2, mode="constant")
+    cy, cx = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    jitter = rng.integers(-crop // 4, crop // 4 + 1, 2)
+    y = int(np.clip(cy + jitter[0] - crop // 2, 0, max(0, h - crop))) // 8 * 8
+    x = int(np.clip(cx + jitter[1] - crop // 2, 0, max(0, w - crop))) // 8 * 8
+    return y, x
 
 
 def _pad(img: np.ndarray, size: int) -> np.ndarray:
@@ -240,7 +255,7 @@ class BatchMaker:
         versions = [(g.clean, 0.0, "none")] + [(f.slice, f.drop, f.cause) for f in g.faulted]
         pictures = [_pad(render_layers(vary(v.layers(mode, voxel), np.random.default_rng(look))), self.c.crop)
                     for v, _, _ in versions]
-        y, x = _crop_origin(pictures[0], self.c.crop, rng)
+        y, x = _fault_window(pictures[0], pictures[-1], self.c.crop, rng)
         pick = [0] + list(rng.choice(np.arange(1, len(versions)), size=self.c.per_scene - 1,
                                      replace=len(versions) - 1 < self.c.per_scene - 1))
         crops = []

@@ -1,0 +1,78 @@
+"""Model 3's scanner-made faults: the severity -> measure table, the bank, its labels and batches."""
+
+import numpy as np
+import pytest
+
+from msiqa.causes import CAUSES
+from msiqa.render import PET_DISPLAY_MM
+from msiqa.sample_data import load_sample_study
+from msiqa.training.datasets import Sample
+from msiqa.training.labels import CLEAN_MOS
+from msiqa.training.physical_faults import ANCHOR_OF, SEVERITIES, SHOWN_IN, build_bank, drop_of, measure_of
+from msiqa.training.train import IGNORE, BatchMaker, TrainConfig
+
+
+def test_the_measure_table_agrees_with_the_grading_of_the_sample_study():
+    """Every anchored range of the sample study was measured by phantom.grading on simulated
+    slices; the table the training labels come from must give the same measure (10 %)."""
+    checked = 0
+    for r in load_sample_study().info["degraded_ranges"]:
+        if r["fault"] not in ANCHOR_OF:
+            continue
+        measured = r["measured"]["value"]
+        assert measure_of(r["fault"], r["severity"]["value"]) == pytest.approx(measured, rel=0.10), r["name"]
+        checked += 1
+    assert checked == 16
+
+
+@pytest.mark.parametrize("family", sorted(SHOWN_IN))
+def test_drops_grow_with_severity_and_reach_the_flag(family):
+    lo, hi = SEVERITIES[family]
+    drops = [drop_of(family, s) for s in np.geomspace(lo, hi, 30)]
+    assert np.all(np.diff(drops) >= 0) and drops[0] < 1.0
+    assert CLEAN_MOS - drops[-1] < 2.0, "the worst severity trained on must be flagged"
+
+
+@pytest.fixture(scope="module")
+def bank():
+    return build_bank([1], noise_seed=7, slices_per_family=1, severities=2)
+
+
+def test_each_fault_hits_its_own_layer_only(bank):
+    assert sorted(g.family for g in bank) == sorted(SHOWN_IN)
+    for g in bank:
+        assert [f.severity for f in g.faulted] == sorted(f.severity for f in g.faulted)
+        assert g.faulted[0].drop <= g.faulted[1].drop and g.faulted[0].cause in CAUSES
+        for f in g.faulted:
+            ct_changed = not np.array_equal(f.slice.ct_hu, g.clean.ct_hu)
+            pet_changed = not np.array_equal(f.slice.pet_native, g.clean.pet_native)
+            if g.family.startswith("pet_") or g.family == "misregistration":
+                assert pet_changed and not ct_changed, g.family
+            else:
+                assert ct_changed and not pet_changed, g.family
+
+
+def test_physical_groups_in_a_batch_keep_the_clean_version_first_and_label_the_rest(bank):
+    dev = np.zeros((64, 64, 3), np.uint8)
+    samples = [Sample(str(i), dev, 3.0, f"S{i}", 0) for i in range(2)]
+    cfg = TrainConfig(batch_scenes=1, per_scene=3, crop=64, physical_scenes=2, physical_slices=1)
+    make = BatchMaker(samples, cfg, physical=bank)
+    for step in range(8):
+        b = make(step)
+        assert b["x"].shape == (3 + 2 * 3, 3, 64, 64)
+        for g in (1, 2):
+            mos, cause = b["mos"][b["group"] == g], b["cause"][b["group"] == g]
+            assert float(mos[0]) == pytest.approx(CLEAN_MOS) and CAUSES[int(cause[0])] == "none"
+            assert bool((mos[1:] <= CLEAN_MOS).all()) and bool((cause[1:] != IGNORE).all())
+
+
+def test_a_lone_pet_is_trained_at_the_display_pixel_size(bank):
+    slice_ = bank[0].clean
+    for voxel in (None, 5.0):
+        layers = slice_.layers("pet", voxel)
+        assert layers.px_mm == PET_DISPLAY_MM and layers.ct_hu is None
+        assert layers.pet_suv.shape[0] == round(slice_.pet_native.shape[0] * slice_.pet_px_mm / PET_DISPLAY_MM)
+    coarse, fine = slice_.layers("pet", 5.5).pet_suv, slice_.layers("pet").pet_suv
+    # Bigger voxels: the same activity, smoother noise.
+    assert coarse.mean() == pytest.approx(fine.mean(), rel=0.05)
+    assert np.abs(np.diff(coarse, axis=1)).mean() < 0.8 * np.abs(np.diff(fine, axis=1)).mean()

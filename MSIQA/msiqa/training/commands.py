@@ -108,6 +108,9 @@ def _train(args: argparse.Namespace) -> int:
             if config.phantom_scenes else None,
             "clinical_studies": {"volumes": config.clinical_volumes, "source": CLINICAL_SOURCE}
             if config.clinical_scenes and config.clinical_volumes else None,
+            "scanner_made_faults": {"anatomies": config.physical_anatomies, "noise_seed": config.physical_noise_seed,
+                                    "slices_per_family": config.physical_slices}
+            if config.physical_scenes else None,
         },
         "train_config": config.to_dict(),
         "command": (f"msiqa train {args.images} {args.labels or ''} --config {config_path.name} --out {out.name}"

@@ -90,6 +90,7 @@ def main() -> None:
     ap.add_argument("--clinical-root", help="folder of the recipe's clinical_volumes (see msiqa train --help)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--rows", nargs="*", help="subset of rows (default: all)")
+    ap.add_argument("--only-folds", type=int, nargs="*", help="run only these folds (the table uses every cached one)")
     ap.add_argument("--cache", default="benchmarks/accuracy_cache.jsonl")
     ap.add_argument("--out", default="benchmarks/RESULTS.md")
     ap.add_argument("--update-card", action="store_true", help="write the compact row into the bundled model card")
@@ -119,7 +120,8 @@ def main() -> None:
     if not all((b, f) in done for b in BASELINES for f in range(args.folds)):
         for row, fold, m in run_baselines(args):
             record(row, fold, m)
-    todo = [(r, f) for r in (args.rows or ROWS) for f in range(args.folds) if (r, f) not in done and not args.cached_only]
+    folds = args.only_folds if args.only_folds is not None else range(args.folds)
+    todo = [(r, f) for r in (args.rows or ROWS) for f in folds if (r, f) not in done and not args.cached_only]
     with ProcessPoolExecutor(args.jobs) as pool:
         futures = {pool.submit(run_network, r, f, args): (r, f) for r, f in todo}
         for fut, (r, f) in futures.items():

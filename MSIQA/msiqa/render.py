@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import SimpleITK as sitk
-
 from scipy import ndimage
 
 from .errors import InputError

@@ -70,8 +70,9 @@ def coarser_voxels(pet: np.ndarray, px_mm: float, voxel_mm: float) -> np.ndarray
     """The PET slice as a scanner with ``voxel_mm`` voxels would give it, on the same grid:
     averaged over voxels of that size, then interpolated back."""
     f = px_mm / voxel_mm
-    small = ndimage.zoom(ndimage.gaussian_filter(pet, 0.4 / f), f, order=1, mode="nearest", grid_mode=True)
-    return resize_slices(small[None], *pet.shape)[0]
+    h, w = pet.shape
+    small = resize_slices(ndimage.gaussian_filter(pet, 0.4 / f)[None], round(h * f), round(w * f))
+    return resize_slices(small, h, w)[0]
 
 
 def vary(layers: Layers, rng: np.random.Generator) -> Layers:
@@ -175,7 +176,7 @@ def clinical_slices(ct: str | Path | None = None, pet: str | Path | None = None,
     px = float(r.reference.GetSpacing()[0]) if hu is not None else PET_DISPLAY_MM
     source = Path(ct if ct is not None else pet)
     tag = source.parent.name if source.name == "image" else source.name
-    # A PET alone is shown on its own grid (pet_native); with a CT it is fused on the CT's.
+    # A PET alone is kept as pet_native (on the display grid); with a CT it is fused on the CT's.
     on_ct, native = (suv, None) if hu is not None else (None, suv)
     pick = lambda a, k: None if a is None else a[k]  # noqa: E731
     return [

@@ -17,9 +17,9 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from scipy import ndimage
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+from scipy import ndimage
 
 from ..causes import CAUSES
 from ..errors import InputError
@@ -29,8 +29,8 @@ from .degrade import CAUSE_OF, FAMILIES, degrade
 from .handcrafted import Calibration, features
 from .labels import ANCHORS, CLEAN_MOS, NAMED_FROM, faulted_score
 from .layer_faults import Layers, applicable, apply_fault
-from .physical_faults import SHOWN_IN, PhysicalGroup, build_bank
 from .phantom_bank import clinical_slices, random_pet_voxel_mm, render_layers, simulate_slices, vary
+from .physical_faults import SHOWN_IN, PhysicalGroup, build_bank
 
 # Families whose effect the hand-made features measure on the real grid: their synthetic
 # labels come from the fitted calibration. JPEG 2000 (ringing, which none of the features

@@ -5,7 +5,8 @@ its ablations and hand-made baselines, each row with the same training budget.
 
 Every row starts from the training recipe (--recipe, default the bundled model's) and trains for
 its budget unless --steps says otherwise. Each (recipe, row, fold) result is cached as one JSON
-line in --cache, so an interrupted run resumes and a changed recipe is never served old figures;
+line in --cache, keyed by the recipe and the training code, so an interrupted run resumes and a
+changed recipe or a changed training code is never served old figures;
 the table (mean +- std over folds) is printed and written to benchmarks/RESULTS.md.
 Needs the development data (not in the repository): this is a benchmark, not a test.
 """
@@ -31,7 +32,16 @@ ROWS: dict[str, dict] = {
     "ablation: synthetic, uncalibrated labels": {"labels": "fixed"},
 }
 RECIPE = Path(__file__).resolve().parents[1] / "MSIQA/msiqa/weights/msiqa-compact.train.json"
+ENGINE = Path(__file__).resolve().parents[1] / "MSIQA/msiqa"
 BASELINES = ["8x8 blockiness", "noise estimate", "impulse density", "hand-made regression (3 features)"]
+
+
+def training_code_sha() -> str:
+    """What a network row's figures depend on besides the recipe: the training and model code."""
+    h = hashlib.sha256()
+    for path in sorted([*ENGINE.glob("training/*.py"), *ENGINE.glob("models/*.py"), ENGINE / "render.py"]):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def folds_of(scenes: list[str], k: int) -> list[list[str]]:
@@ -100,6 +110,7 @@ def main() -> None:
     recipe_text = Path(args.recipe).read_text()
     args.steps = args.steps or json.loads(recipe_text)["steps"]
     args.recipe_sha = hashlib.sha256(recipe_text.encode()).hexdigest()[:12]
+    args.code_sha = training_code_sha()
 
     cache = Path(args.cache)
     done: dict[tuple[str, int], dict] = {}
@@ -107,14 +118,14 @@ def main() -> None:
         for line in cache.read_text().splitlines():
             r = json.loads(line)
             baseline = r["row"] in BASELINES
-            if r["folds"] == args.folds and (baseline or (r["steps"], r.get("recipe")) == (args.steps, args.recipe_sha)):
+            if r["folds"] == args.folds and (baseline or (r["steps"], r.get("recipe"), r.get("code")) == (args.steps, args.recipe_sha, args.code_sha)):
                 done[(r["row"], r["fold"])] = r["metrics"]
 
     def record(row: str, fold: int, metrics: dict) -> None:
         done[(row, fold)] = metrics
         with open(cache, "a") as f:
             f.write(json.dumps({"row": row, "fold": fold, "steps": args.steps, "folds": args.folds,
-                               "recipe": args.recipe_sha, "metrics": metrics}) + "\n")
+                               "recipe": args.recipe_sha, "code": args.code_sha, "metrics": metrics}) + "\n")
         print(f"{row} fold {fold}: SROCC {metrics['srocc']:.3f} within {metrics['within_scene_srocc']:.3f}", flush=True)
 
     if not all((b, f) in done for b in BASELINES for f in range(args.folds)):

@@ -195,10 +195,10 @@ class BatchMaker:
             label = CAUSES.index("none") if clean_source else IGNORE
         return Crop(image, mos, group, label, region if drop >= NAMED_FROM else None)
 
-    def _dev_crop(self, sample: Sample, group: int, rng: np.random.Generator) -> Crop:
-        y, x = _crop_origin(sample.image, self.c.crop, rng)
+    def _dev_crop(self, sample: Sample, window: tuple[int, int, bool], group: int, rng: np.random.Generator) -> Crop:
+        y, x, flip = window
         crop = sample.image[y : y + self.c.crop, x : x + self.c.crop]
-        if rng.random() < 0.5:
+        if flip:
             crop = crop[:, ::-1]
         crop = np.ascontiguousarray(crop)
         clean = sample.mos >= CLEAN_MOS - 0.2
@@ -271,8 +271,14 @@ class BatchMaker:
         crops: list[Crop] = []
         for g, si in enumerate(scenes):
             members = self.by_scene[self.scenes[si]]
-            for i in rng.choice(members, size=self.c.per_scene, replace=len(members) < self.c.per_scene):
-                crops.append(self._dev_crop(self.samples[i], g, rng))
+            picked = rng.choice(members, size=self.c.per_scene, replace=len(members) < self.c.per_scene)
+            # The versions of a scene are pixel-aligned: one window for all of them, so that the
+            # ranking compares degradations on the same anatomy. Its impulse pixels are sparse (about
+            # one per 32x32 cell), and crops from different places differed more in how many they
+            # happened to hold than the versions' densities differ.
+            window = (*_crop_origin(self.samples[picked[0]].image, self.c.crop, rng), bool(rng.random() < 0.5))
+            for i in picked:
+                crops.append(self._dev_crop(self.samples[i], window, g, rng))
         group = len(scenes)
         for bank, n in ((self.phantom, self.c.phantom_scenes), (self.clinical, self.c.clinical_scenes)):
             for _ in range(n if bank else 0):

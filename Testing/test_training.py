@@ -14,7 +14,8 @@ from msiqa.training import handcrafted
 from msiqa.training.datasets import load_dataset
 from msiqa.training.degrade import FAMILIES, degrade, split_layers
 from msiqa.training.metrics import correlations
-from msiqa.training.train import TrainConfig, ranking_loss, train
+from msiqa.training.datasets import Sample
+from msiqa.training.train import BatchMaker, TrainConfig, ranking_loss, train
 from msiqa.render import fuse
 
 
@@ -89,6 +90,24 @@ def test_ranking_loss_only_compares_versions_of_one_scene():
     assert ranking_loss(right, target, groups) > 0
     assert ranking_loss(torch.tensor([3.0, 1.0, 3.0, 1.0]), target, groups) == 0
     assert ranking_loss(torch.tensor([3.0, 1.0, 3.0, 1.0]), target, torch.tensor([0, 1, 2, 3])) == 0
+
+
+def test_the_versions_of_a_scene_are_cut_from_one_window(pictures):
+    """The development set's versions are pixel-aligned: a batch must compare them on the same
+    anatomy, or the ranking learns where its crops happened to fall instead of the degradation."""
+    versions = {"A": pictures[0], "B": pictures[4]}
+    samples = [Sample(f"{scene}{k}", pic, 4.0 - k, scene) for scene, pic in versions.items() for k in range(4)]
+    cfg = TrainConfig(batch_scenes=2, per_scene=3, crop=64, synthetic=0.0, phantom_scenes=0,
+                      clinical_scenes=0, physical_scenes=0)
+    make = BatchMaker(samples, cfg)
+    windows = set()
+    for step in range(8):
+        b = make(step)
+        for g in (0, 1):
+            x = b["x"][b["group"] == g]
+            assert len(x) == 3 and all(torch.equal(x[0], xi) for xi in x[1:])
+            windows.add(x[0].numpy().tobytes())
+    assert len(windows) > 4  # one window per scene and step, not one for the whole training
 
 
 @pytest.fixture(scope="module")

@@ -154,6 +154,7 @@ def update_card(done: dict, args) -> None:
         "folds_run": len(ms),
         "command": f"python benchmarks/accuracy.py --folds {args.folds} --steps {args.steps} --update-card",
         "recipe_sha256_12": args.recipe_sha,
+        "training_code_sha256_12": args.code_sha,
         **{k: {"mean": float(np.mean([m[k] for m in ms])), "std": float(np.std([m[k] for m in ms]))}
            for k in ("plcc", "srocc", "krocc", "sum", "within_scene_srocc")},
     }

@@ -11,10 +11,9 @@ from scipy import stats
 from msiqa.render import SliceRenderer
 from msiqa.sample_data import load_sample_study
 from msiqa.training import handcrafted
-from msiqa.training.datasets import load_dataset
+from msiqa.training.datasets import Sample, load_dataset
 from msiqa.training.degrade import FAMILIES, degrade, split_layers
 from msiqa.training.metrics import correlations
-from msiqa.training.datasets import Sample
 from msiqa.training.train import BatchMaker, TrainConfig, ranking_loss, train
 from msiqa.render import fuse
 

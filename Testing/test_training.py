@@ -109,6 +109,27 @@ def test_the_versions_of_a_scene_are_cut_from_one_window(pictures):
     assert len(windows) > 4  # one window per scene and step, not one for the whole training
 
 
+def test_picture_faults_are_calibrated_without_synthetic_development_crops(pictures):
+    """With ``synthetic: 0`` the development pictures keep their own faults, but simulated and real
+    slices still get JPEG, impulse and noise faults: those must be labelled by the calibration
+    fitted on the development set, not by the fixed rule."""
+    rng = np.random.default_rng(0)
+    samples = [Sample(f"{k}{i}", degrade(pic, "impulse", s, rng), 4.0 - 3.5 * s, f"S{i}")
+               for i, pic in enumerate(pictures[:4]) for k, s in enumerate((0.0, 0.3, 0.6, 0.9))]
+    cfg = TrainConfig(synthetic=0.0, labels="calibrated", crop=64)
+    make = BatchMaker(samples, cfg)
+    assert make.calibration is not None
+    clean = pictures[6][32:96, 32:96]
+    drops = {}
+    for seed in range(60):
+        out, drop, cause, region = make._picture_fault(clean, np.random.default_rng(seed))
+        if cause == "impulse" and region is None:
+            expected = make.calibration(handcrafted.features(clean)) - make.calibration(handcrafted.features(out))
+            assert drop == pytest.approx(max(0.0, float(expected)))
+            drops[seed] = drop
+    assert drops and max(drops.values()) > 0
+
+
 @pytest.fixture(scope="module")
 def dataset_folder(tmp_path_factory, pictures):
     d = tmp_path_factory.mktemp("ds")

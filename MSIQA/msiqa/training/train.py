@@ -154,7 +154,9 @@ class BatchMaker:
         self.clinical = clinical or []
         self.physical = physical or []
         self.calibration = None
-        if config.synthetic > 0 and config.labels == "calibrated":
+        # Picture faults go on simulated and real slices even when no development picture gets
+        # one (synthetic 0): their labels need the calibration all the same.
+        if config.labels == "calibrated":
             feats = np.array([features(s.image) for s in samples])
             self.calibration = Calibration.fit(feats, np.array([s.mos for s in samples]))
 

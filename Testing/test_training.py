@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from scipy import stats
 
@@ -14,7 +15,7 @@ from msiqa.training import handcrafted
 from msiqa.training.datasets import Sample, load_dataset
 from msiqa.training.degrade import FAMILIES, degrade, split_layers
 from msiqa.training.metrics import correlations
-from msiqa.training.train import BatchMaker, TrainConfig, ranking_loss, train
+from msiqa.training.train import BatchMaker, TrainConfig, order_loss, ranking_loss, train
 from msiqa.render import fuse
 
 
@@ -107,6 +108,34 @@ def test_the_versions_of_a_scene_are_cut_from_one_window(pictures):
             assert len(x) == 3 and all(torch.equal(x[0], xi) for xi in x[1:])
             windows.add(x[0].numpy().tobytes())
     assert len(windows) > 4  # one window per scene and step, not one for the whole training
+
+
+def test_pointing_crops_fault_one_region_of_the_best_version_and_carry_no_score(pictures):
+    """Local faults on development pictures teach the attention where a fault is, but the
+    radiologists never scored them: no score label, only the order under their source."""
+    samples = [Sample(f"{scene}{k}", degrade(pic, "gaussian_noise", k / 3, np.random.default_rng(k)), 4.0 - k, scene)
+               for scene, pic in (("A", pictures[0]), ("B", pictures[4])) for k in range(4)]
+    cfg = TrainConfig(batch_scenes=2, per_scene=3, crop=64, synthetic=0.0, layer_faults=0.5, pointing=2,
+                      phantom_scenes=0, clinical_scenes=0, physical_scenes=0)
+    make = BatchMaker(samples, cfg)
+    ordered = 0
+    for step in range(10):
+        b = make(step)
+        assert len(b["x"]) == 2 * (3 + 1 + 2)
+        unscored = torch.isnan(b["mos"])
+        assert unscored.sum() == 4 and (b["below"][~unscored] == -1).all()
+        for i in torch.nonzero(b["below"] >= 0).flatten():
+            src = int(b["below"][i])
+            assert b["mos"][src] == 4.0 and b["group"][src] == b["group"][i]  # the scene's best version
+            inside = F.interpolate(b["region"][i : i + 1], size=64)[0, 0].bool()
+            assert inside.any() and not inside.all()
+            assert torch.equal(b["x"][i][:, ~inside], b["x"][src][:, ~inside])
+            assert not torch.equal(b["x"][i][:, inside], b["x"][src][:, inside])
+            ordered += 1
+    assert ordered > 10
+    pred = torch.tensor([3.0, 1.0, 3.5])
+    assert order_loss(pred, torch.tensor([-1, 0, -1])) == 0
+    assert order_loss(pred, torch.tensor([-1, -1, 0])) > 0  # scored above its own source
 
 
 def test_picture_faults_are_calibrated_without_synthetic_development_crops(pictures):

@@ -81,6 +81,10 @@ class TrainConfig:
     clean_share: float = 0.0
     cause_weight: float = 0.0  # cross-entropy of the cause head
     attention_weight: float = 0.0  # share of attention a local fault's region must hold
+    # Per development scene in a batch, crops of its best-rated version with a fault in one part
+    # of the picture. The radiologists never scored them, so they carry no score: only the order
+    # below their source, the region (attention loss) and the cause.
+    pointing: int = 0
     seed: int = 0
     checkpoint_every: int = 250
 
@@ -138,6 +142,7 @@ class Crop:
     group: int
     cause: int = IGNORE
     region: tuple[slice, slice] | None = None  # where a local fault is, if it mattered
+    below: int = -1  # unscored (mos is NaN): the index in the batch of the crop it must score under
 
 
 class BatchMaker:
@@ -150,6 +155,7 @@ class BatchMaker:
         for i, s in enumerate(samples):
             self.by_scene.setdefault(s.scene, []).append(i)
         self.scenes = sorted(self.by_scene)
+        self.best = {scene: max(members, key=lambda i: samples[i].mos) for scene, members in self.by_scene.items()}
         self.phantom = phantom or []
         self.clinical = clinical or []
         self.physical = physical or []
@@ -160,17 +166,18 @@ class BatchMaker:
             feats = np.array([features(s.image) for s in samples])
             self.calibration = Calibration.fit(feats, np.array([s.mos for s in samples]))
 
-    def _region(self, rng: np.random.Generator) -> tuple[slice, slice] | None:
-        if rng.random() >= self.c.local:
+    def _region(self, rng: np.random.Generator, always: bool = False) -> tuple[slice, slice] | None:
+        if not always and rng.random() >= self.c.local:
             return None
         size = self.c.crop // 2
         y, x = (int(rng.integers(0, 2)) * size for _ in range(2))
         return slice(y, y + size), slice(x, x + size)
 
-    def _picture_fault(self, crop: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float, str, tuple | None]:
+    def _picture_fault(self, crop: np.ndarray, rng: np.random.Generator,
+                       local: bool = False) -> tuple[np.ndarray, float, str, tuple | None]:
         family = str(rng.choice(sorted(FAMILIES)))
         s = float(rng.uniform(0.15, 1.0))
-        region = self._region(rng)
+        region = self._region(rng, local)
         out = degrade(crop, family, s, rng, region)
         area = region or (slice(None), slice(None))
         if self.calibration is not None and family in CALIBRATED:
@@ -182,9 +189,15 @@ class BatchMaker:
             drop = UNCALIBRATED_DROP * s
         return out, drop, CAUSE_OF[family], region
 
-    def _layer_fault(self, layers: Layers, rng: np.random.Generator) -> tuple[np.ndarray, float, str, tuple | None]:
-        family = str(rng.choice(applicable(layers)))
-        region = self._region(rng) if family in LOCAL_FAULTS else None
+    def _layer_fault(self, layers: Layers, rng: np.random.Generator,
+                     local: bool = False) -> tuple[np.ndarray, float, str, tuple | None]:
+        if local:
+            # Any fault can be confined to a region but a shift of the whole PET.
+            family = str(rng.choice([f for f in applicable(layers) if f != "misregistration"]))
+            region = self._region(rng, True)
+        else:
+            family = str(rng.choice(applicable(layers)))
+            region = self._region(rng) if family in LOCAL_FAULTS else None
         out, applied = apply_fault(layers, family, float(rng.uniform(0.05, 1.0)), rng, region)
         return render_layers(out), applied.drop, family, region
 
@@ -197,20 +210,44 @@ class BatchMaker:
             label = CAUSES.index("none") if clean_source else IGNORE
         return Crop(image, mos, group, label, region if drop >= NAMED_FROM else None)
 
-    def _dev_crop(self, sample: Sample, window: tuple[int, int, bool], group: int, rng: np.random.Generator) -> Crop:
+    def _dev_crop(self, sample: Sample, window: tuple[int, int, bool], group: int, rng: np.random.Generator,
+                  synthetic: bool = True) -> Crop:
         y, x, flip = window
         crop = sample.image[y : y + self.c.crop, x : x + self.c.crop]
         if flip:
             crop = crop[:, ::-1]
         crop = np.ascontiguousarray(crop)
         clean = sample.mos >= CLEAN_MOS - 0.2
-        if rng.random() >= self.c.synthetic:
+        if not synthetic or rng.random() >= self.c.synthetic:
             return Crop(crop, sample.mos, group, CAUSES.index("none") if clean else IGNORE)
         if rng.random() < self.c.layer_faults:
             out = self._layer_fault(Layers.of_picture(crop, DEV_PX_MM), rng)
         else:
             out = self._picture_fault(crop, rng)
         return self._labelled(out[0], sample.mos, out[1], out[2], out[3], group, clean)
+
+    def _pointing_crops(self, scene: str, window: tuple[int, int, bool], group: int, first: int,
+                        rng: np.random.Generator) -> list[Crop]:
+        """The scene's best-rated version in the batch's window, then local faults on it."""
+        source = self._dev_crop(self.samples[self.best[scene]], window, group, rng, synthetic=False)
+        clean = self.samples[self.best[scene]].mos >= CLEAN_MOS - 0.2
+        layers = Layers.of_picture(source.image, DEV_PX_MM)
+        crops = [source]
+        for _ in range(self.c.pointing):
+            if rng.random() < self.c.layer_faults:
+                image, drop, cause, region = self._layer_fault(layers, rng, local=True)
+                # Only the fault's change: the layers re-render the picture only approximately, and
+                # that error (up to ~100 grey levels on a few % of pixels) must not mark the region.
+                change = image.astype(np.int16) - render_layers(layers).astype(np.int16)
+                image = np.clip(source.image + change, 0, 255).astype(np.uint8)
+            else:
+                image, drop, cause, region = self._picture_fault(source.image, rng, local=True)
+            crop = self._labelled(image, source.mos, drop, cause, region, group, clean)
+            crop.mos = float("nan")
+            if crop.region is not None:  # a fault too mild to name is not ordered either
+                crop.below = first
+            crops.append(crop)
+        return crops
 
     def _clean_slice_crops(self, bank: list, group: int, rng: np.random.Generator) -> list[Crop]:
         """Versions of one clean slice (simulated or real) in one of its display modes: the clean
@@ -281,6 +318,8 @@ class BatchMaker:
             window = (*_crop_origin(self.samples[picked[0]].image, self.c.crop, rng), bool(rng.random() < 0.5))
             for i in picked:
                 crops.append(self._dev_crop(self.samples[i], window, g, rng))
+            if self.c.pointing:
+                crops.extend(self._pointing_crops(self.scenes[si], window, g, len(crops), rng))
         group = len(scenes)
         for bank, n in ((self.phantom, self.c.phantom_scenes), (self.clinical, self.c.clinical_scenes)):
             for _ in range(n if bank else 0):
@@ -301,6 +340,7 @@ class BatchMaker:
             "group": torch.tensor([c.group for c in crops]),
             "cause": torch.tensor([c.cause for c in crops]),
             "region": region,
+            "below": torch.tensor([c.below for c in crops]),
         }
 
 
@@ -312,6 +352,14 @@ def attention_loss(weight: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
     w = weight[has].flatten(1)
     inside = (w * region[has].flatten(1)).sum(1)
     return -torch.log(inside / w.sum(1).clamp_min(1e-6) + 1e-6).mean()
+
+
+def order_loss(pred: torch.Tensor, below: torch.Tensor, margin: float = 0.1) -> torch.Tensor:
+    """Hinge making each unscored faulted crop score under the crop it was made from."""
+    has = below >= 0
+    if not has.any():
+        return pred.sum() * 0.0
+    return F.relu(margin - (pred[below[has]] - pred[has])).mean()
 
 
 def ranking_loss(pred: torch.Tensor, target: torch.Tensor, groups: torch.Tensor, margin: float = 0.1) -> torch.Tensor:
@@ -421,7 +469,11 @@ def train(
         for group in opt.param_groups:
             group["lr"] = _lr(step, config)
         out = net(b["x"])
-        loss = F.smooth_l1_loss(out.score, b["mos"]) + config.rank_weight * ranking_loss(out.score, b["mos"], b["group"])
+        scored = ~torch.isnan(b["mos"])
+        score, mos = out.score[scored], b["mos"][scored]
+        loss = F.smooth_l1_loss(score, mos) + config.rank_weight * ranking_loss(score, mos, b["group"][scored])
+        if config.pointing:
+            loss = loss + config.rank_weight * order_loss(out.score, b["below"])
         if config.cause_weight > 0 and out.cause is not None and (b["cause"] != IGNORE).any():
             loss = loss + config.cause_weight * F.cross_entropy(out.cause, b["cause"], ignore_index=IGNORE)
         if config.attention_weight > 0:

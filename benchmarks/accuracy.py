@@ -6,7 +6,8 @@ its ablations and hand-made baselines, each row with the same training budget.
 Every row starts from the training recipe (--recipe, default the bundled model's) and trains for
 its budget unless --steps says otherwise. Each (recipe, row, fold) result is cached as one JSON
 line in --cache, keyed by the recipe and the training code, so an interrupted run resumes and a
-changed recipe or a changed training code is never served old figures;
+changed recipe or a changed training code is never served old figures; a fold in training
+checkpoints under --checkpoints (same key), so a killed run resumes mid-fold, exactly;
 the table (mean +- std over folds) is printed and written to benchmarks/RESULTS.md.
 Needs the development data (not in the repository): this is a benchmark, not a test.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -62,11 +64,17 @@ def run_network(row: str, fold: int, args) -> dict:
     held = set(folds_of(sorted({s.scene for s in samples}), args.folds)[fold])
     base = json.loads(Path(args.recipe).read_text())
     config = TrainConfig(**{**base, **ROWS[row], "steps": args.steps, "seed": fold})
-    net = train([s for s in samples if s.scene not in held], config, clinical_root=args.clinical_root,
-                progress=False, log=lambda m: None)
+    net = train([s for s in samples if s.scene not in held], config, out_dir=checkpoint_dir(row, fold, args),
+                clinical_root=args.clinical_root, progress=False, log=lambda m: None)
     val = [s for s in samples if s.scene in held]
     pred = predict(net, [s.image for s in val])
     return correlations(pred, [s.mos for s in val], [s.scene for s in val])
+
+
+def checkpoint_dir(row: str, fold: int, args) -> Path:
+    """One folder per (recipe, training code, budget, row, fold): a resumed fold never continues another's."""
+    slug = "".join(c if c.isalnum() else "-" for c in row.lower()).strip("-")
+    return Path(args.checkpoints) / f"{args.recipe_sha}-{args.code_sha}-{args.steps}x{args.folds}-{slug}-fold{fold}"
 
 
 def run_baselines(args) -> list[tuple[str, int, dict]]:
@@ -102,6 +110,8 @@ def main() -> None:
     ap.add_argument("--rows", nargs="*", help="subset of rows (default: all)")
     ap.add_argument("--only-folds", type=int, nargs="*", help="run only these folds (the table uses every cached one)")
     ap.add_argument("--cache", default="benchmarks/accuracy_cache.jsonl")
+    ap.add_argument("--checkpoints", default="benchmarks/.checkpoints",
+                    help="where folds in training checkpoint (removed once the fold is cached)")
     ap.add_argument("--out", default="benchmarks/RESULTS.md")
     ap.add_argument("--update-card", action="store_true", help="write the compact row into the bundled model card")
     ap.add_argument("--cached-only", action="store_true",
@@ -126,6 +136,7 @@ def main() -> None:
         with open(cache, "a") as f:
             f.write(json.dumps({"row": row, "fold": fold, "steps": args.steps, "folds": args.folds,
                                "recipe": args.recipe_sha, "code": args.code_sha, "metrics": metrics}) + "\n")
+        shutil.rmtree(checkpoint_dir(row, fold, args), ignore_errors=True)
         print(f"{row} fold {fold}: SROCC {metrics['srocc']:.3f} within {metrics['within_scene_srocc']:.3f}", flush=True)
 
     if not all((b, f) in done for b in BASELINES for f in range(args.folds)):

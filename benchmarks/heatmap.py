@@ -10,7 +10,8 @@ the fault is applied inside the region only, at a severity of 0.5-1.0, and the p
 scored. A hit is a heatmap maximum inside the region; the score should also drop against
 the clean picture in the same trial. Misregistration (the whole PET moves) has no region
 and is not part of the game. Clinical faults on development pictures act on their layers
-as ``degrade.split_layers`` recovers them.
+as ``degrade.split_layers`` recovers them and add only their change to the picture, which is
+scored as it is (see ``synthetic_trials``).
 """
 
 from __future__ import annotations
@@ -36,12 +37,12 @@ def sources(args):
         for s in load_labelled_folder(data / "images", data / "labels.csv"):
             if s.scene not in best or s.mos > best[s.scene].mos:
                 best[s.scene] = s
-        yield "development", [Layers.of_picture(s.image, DEV_PX_MM) for s in best.values()], 128
+        yield "development", [(Layers.of_picture(s.image, DEV_PX_MM), s.image) for s in best.values()], 128
     else:
         print(f"no development data at {data}: simulated pictures only")
     slices = held_out_slices(args.noise_seeds, args.anatomies)
     for mode in ("petct", "ct"):
-        yield f"simulated {mode}", [s.layers(mode) for s in slices], 64
+        yield f"simulated {mode}", [(s.layers(mode), None) for s in slices], 64
 
 
 def main() -> None:
@@ -52,6 +53,7 @@ def main() -> None:
     ap.add_argument("--noise-seeds", type=int, nargs="+", default=[11])
     ap.add_argument("--anatomies", type=int, nargs="+", default=[101, 102], help="simulated patients never trained on")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sources", nargs="*", help='only these sources ("development", "simulated petct", "simulated ct")')
     ap.add_argument("--json")
     args = ap.parse_args()
 
@@ -59,12 +61,15 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     table: dict[str, dict[str, dict[str, float]]] = {}
     for source, pictures, region_px in sources(args):
-        families = [c for c in causes_for(pictures[0]) if c not in GLOBAL_ONLY]
+        if args.sources and source not in args.sources:
+            continue
+        families = [c for c in causes_for(pictures[0][0]) if c not in GLOBAL_ONLY]
         for family in families:
             hits = drops = n = 0
             while n < args.trials:
-                layers = pictures[int(rng.integers(len(pictures)))]
-                trial = make_trial(layers, family, rng, local=True, region_px=region_px, source=source)
+                layers, picture = pictures[int(rng.integers(len(pictures)))]
+                trial = make_trial(layers, family, rng, local=True, region_px=region_px, source=source,
+                                   picture=picture)
                 if trial is None:
                     continue
                 out = scorer(np.stack([trial.clean, trial.faulty]))

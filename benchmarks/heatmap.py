@@ -35,6 +35,8 @@ def sources(args):
     if (data / "labels.csv").is_file():
         best = {}
         for s in load_labelled_folder(data / "images", data / "labels.csv"):
+            if args.scenes and s.scene not in args.scenes:
+                continue
             if s.scene not in best or s.mos > best[s.scene].mos:
                 best[s.scene] = s
         yield "development", [(Layers.of_picture(s.image, DEV_PX_MM), s.image) for s in best.values()], 128
@@ -53,6 +55,8 @@ def main() -> None:
     ap.add_argument("--noise-seeds", type=int, nargs="+", default=[11])
     ap.add_argument("--anatomies", type=int, nargs="+", default=[101, 102], help="simulated patients never trained on")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scenes", nargs="*", help="only these development scenes (those a CV fold's model never saw: "
+                    "a model with pointing crops trained on faulted copies of its scenes' best pictures)")
     ap.add_argument("--sources", nargs="*", help='only these sources ("development", "simulated petct", "simulated ct")')
     ap.add_argument("--json")
     args = ap.parse_args()

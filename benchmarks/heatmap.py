@@ -31,20 +31,25 @@ from msiqa.weights import load_model
 
 
 def sources(args):
+    wanted = lambda source: not args.sources or source in args.sources  # noqa: E731
     data = Path(args.data)
-    if (data / "labels.csv").is_file():
+    if wanted("development") and not (data / "labels.csv").is_file():
+        print(f"no development data at {data}: simulated pictures only")
+    elif wanted("development"):
         best = {}
         for s in load_labelled_folder(data / "images", data / "labels.csv"):
             if args.scenes and s.scene not in args.scenes:
                 continue
             if s.scene not in best or s.mos > best[s.scene].mos:
                 best[s.scene] = s
+        if not best:
+            raise SystemExit(f"no development scene among {args.scenes} in {data / 'labels.csv'}")
         yield "development", [(Layers.of_picture(s.image, DEV_PX_MM), s.image) for s in best.values()], 128
-    else:
-        print(f"no development data at {data}: simulated pictures only")
-    slices = held_out_slices(args.noise_seeds, args.anatomies)
-    for mode in ("petct", "ct"):
-        yield f"simulated {mode}", [(s.layers(mode), None) for s in slices], 64
+    modes = [mode for mode in ("petct", "ct") if wanted(f"simulated {mode}")]
+    if modes:  # simulating the held-out patients takes minutes
+        slices = held_out_slices(args.noise_seeds, args.anatomies)
+        for mode in modes:
+            yield f"simulated {mode}", [(s.layers(mode), None) for s in slices], 64
 
 
 def main() -> None:
@@ -65,8 +70,6 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     table: dict[str, dict[str, dict[str, float]]] = {}
     for source, pictures, region_px in sources(args):
-        if args.sources and source not in args.sources:
-            continue
         families = [c for c in causes_for(pictures[0][0]) if c not in GLOBAL_ONLY]
         for family in families:
             hits = drops = n = 0

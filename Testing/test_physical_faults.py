@@ -8,7 +8,9 @@ from msiqa.render import PET_DISPLAY_MM
 from msiqa.sample_data import load_sample_study
 from msiqa.training.datasets import Sample
 from msiqa.training.labels import CLEAN_MOS
-from msiqa.training.physical_faults import ANCHOR_OF, SEVERITIES, SHOWN_IN, build_bank, drop_of, measure_of
+from msiqa.training.physical_faults import (
+    ANCHOR_OF, SEVERITIES, SHOWN_IN, SLICE_DEPENDENT, _where, build_bank, drop_of, measure_of, pick_slices, visibility,
+)
 from msiqa.training.train import IGNORE, BatchMaker, TrainConfig
 
 
@@ -76,3 +78,21 @@ def test_a_lone_pet_is_trained_at_the_display_pixel_size(bank):
     # Bigger voxels: the same activity, smoother noise.
     assert coarse.mean() == pytest.approx(fine.mean(), rel=0.05)
     assert np.abs(np.diff(coarse, axis=1)).mean() < 0.8 * np.abs(np.diff(fine, axis=1)).mean()
+
+
+def test_visible_pick_trains_breathing_and_misregistration_on_the_slices_that_show_them():
+    """Away from the liver dome a misregistered PET looks like the registered one; picked
+    'visible', the bank takes those families from the half of their range where they show,
+    and every other family exactly as the random pick does."""
+    lo, hi = _where("misregistration")
+    ks = np.arange(lo, hi + 1)
+    shown = visibility("misregistration", 1, ks)
+    assert shown.min() >= 0 and shown.max() > 3 * shown.min()  # why the pick matters
+    for seed in range(5):
+        picked = pick_slices("misregistration", 1, 3, np.random.default_rng(seed), "visible")
+        assert len(set(picked)) == 3 and np.all(shown[picked - lo] >= np.median(shown))
+    assert "ct_low_dose" not in SLICE_DEPENDENT
+    assert np.array_equal(pick_slices("ct_low_dose", 1, 3, np.random.default_rng(4), "visible"),
+                          pick_slices("ct_low_dose", 1, 3, np.random.default_rng(4), "random"))
+    with pytest.raises(ValueError, match="pick must be one of"):
+        pick_slices("misregistration", 1, 3, np.random.default_rng(0), "best")

@@ -12,6 +12,7 @@ A second table does the same for the simulator's scanner-made faults (``physical
 counts, dose, breathing, misregistration, CT motion, metal) on the same held-out patients: every
 slice of the bank clean and at five severities, in every display mode that shows its fault; it
 also gives how often a fault beyond the label rule's limit of acceptability is flagged.
+``--physical-pick visible`` takes breathing and misregistration from the slices where they show.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from msiqa.assess import Scorer
 from msiqa.causes import CAUSES
 from msiqa.training.labels import CLEAN_MOS, FLAG_AT, NAMED_FROM, faulted_score
 from msiqa.training.phantom_bank import MODES, random_pet_voxel_mm, render_layers
-from msiqa.training.physical_faults import SHOWN_IN, build_bank
+from msiqa.training.physical_faults import PICKS, SHOWN_IN, build_bank
 from msiqa.weights import load_model
 
 
@@ -39,6 +40,8 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--physical-slices", type=int, default=2, help="slices per patient and fault family")
+    ap.add_argument("--physical-pick", choices=PICKS, default="random",
+                    help="visible: breathing and misregistration on the slices where they show (physical_faults.pick_slices)")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
 
@@ -97,7 +100,8 @@ def report(confusion: np.ndarray, title: str) -> tuple[float, dict]:
 def scanner_made(scorer: Scorer, names: tuple[str, ...], args) -> dict:
     """Cause and flag of the simulator's own faults on the held-out patients."""
     rng = np.random.default_rng(args.seed)
-    bank = build_bank(args.anatomies, args.noise_seeds[0], args.physical_slices, severities=5, seed=args.seed)
+    bank = build_bank(args.anatomies, args.noise_seeds[0], args.physical_slices, severities=5, seed=args.seed,
+                      pick=args.physical_pick)
     confusion = np.zeros((len(CAUSES), len(CAUSES)), int)
     beyond: dict[str, list[bool]] = {}
     for g in bank:
@@ -111,11 +115,12 @@ def scanner_made(scorer: Scorer, names: tuple[str, ...], args) -> dict:
                 confusion[CAUSES.index(truth), CAUSES.index(names[int(probs.argmax())])] += 1
                 if faulted_score(CLEAN_MOS, drop) < FLAG_AT:
                     beyond.setdefault(g.family, []).append(bool(score < args.threshold))
-    accuracy, recall = report(confusion, "scanner-made faults (phantom.faults, held-out patients)")
+    accuracy, recall = report(confusion, f"scanner-made faults (phantom.faults, held-out patients, {args.physical_pick} slices)")
     flagged = {f: float(np.mean(v)) for f, v in beyond.items()}
     print("flagged when beyond the limit of acceptability: "
           + ", ".join(f"{f} {100 * r:.0f} % of {len(beyond[f])}" for f, r in flagged.items()))
-    return {"trials": int(confusion.sum()), "accuracy": accuracy, "recall": recall, "flagged_beyond_limit": flagged,
+    return {"pick": args.physical_pick, "trials": int(confusion.sum()), "accuracy": accuracy, "recall": recall,
+            "flagged_beyond_limit": flagged,
             "confusion": confusion.tolist()}
 
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MSIQA"))
 from msiqa.training.degrade import degrade  # noqa: E402
 from msiqa.training.labels import NAMED_FROM  # noqa: E402
 from msiqa.training.layer_faults import Layers, applicable, apply_fault  # noqa: E402
-from msiqa.training.phantom_bank import render_layers, simulate_slices  # noqa: E402
+from msiqa.training.phantom_bank import add_change, render_layers, simulate_slices  # noqa: E402
 
 # The families a trial can draw: the development grid's picture faults (one representative of
 # each cause) and every clinical layer fault.
@@ -74,10 +74,7 @@ def make_trial(picture_layers: Layers, cause: str, rng: np.random.Generator, *, 
         named = cause
     else:
         out, applied = apply_fault(picture_layers, cause, s, rng, region)
-        faulty = render_layers(out)
-        if picture is not None:
-            change = faulty.astype(np.int16) - render_layers(picture_layers).astype(np.int16)
-            faulty = np.clip(picture + change, 0, 255).astype(np.uint8)
+        faulty = render_layers(out) if picture is None else add_change(picture, picture_layers, out)
         named = cause if applied.drop >= NAMED_FROM else "none"
     return Trial(clean, faulty, named, cause, region, source)
 

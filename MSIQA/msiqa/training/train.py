@@ -29,7 +29,7 @@ from .degrade import CAUSE_OF, FAMILIES, degrade
 from .handcrafted import Calibration, features
 from .labels import ANCHORS, CLEAN_MOS, NAMED_FROM, faulted_score
 from .layer_faults import Layers, applicable, apply_fault
-from .phantom_bank import clinical_slices, random_pet_voxel_mm, render_layers, simulate_slices, vary
+from .phantom_bank import add_change, clinical_slices, random_pet_voxel_mm, render_layers, simulate_slices, vary
 from .physical_faults import SHOWN_IN, PhysicalGroup, build_bank
 
 # Families whose effect the hand-made features measure on the real grid: their synthetic
@@ -77,6 +77,7 @@ class TrainConfig:
     physical_anatomies: list[int] = field(default_factory=lambda: [1, 2, 3])
     physical_noise_seed: int = 7
     physical_slices: int = 3
+    physical_pick: str = "random"  # or "visible": misregistration and breathing where they show
     # Of the versions after the first in a simulated or real group, the share that stays clean.
     clean_share: float = 0.0
     cause_weight: float = 0.0  # cross-entropy of the cause head
@@ -191,6 +192,11 @@ class BatchMaker:
 
     def _layer_fault(self, layers: Layers, rng: np.random.Generator,
                      local: bool = False) -> tuple[np.ndarray, float, str, tuple | None]:
+        out, drop, family, region = self._faulted_layers(layers, rng, local)
+        return render_layers(out), drop, family, region
+
+    def _faulted_layers(self, layers: Layers, rng: np.random.Generator,
+                        local: bool = False) -> tuple[Layers, float, str, tuple | None]:
         if local:
             # Any fault can be confined to a region but a shift of the whole PET.
             family = str(rng.choice([f for f in applicable(layers) if f != "misregistration"]))
@@ -199,7 +205,7 @@ class BatchMaker:
             family = str(rng.choice(applicable(layers)))
             region = self._region(rng) if family in LOCAL_FAULTS else None
         out, applied = apply_fault(layers, family, float(rng.uniform(0.05, 1.0)), rng, region)
-        return render_layers(out), applied.drop, family, region
+        return out, applied.drop, family, region
 
     def _labelled(self, image, source_mos, drop, cause, region, group, clean_source: bool) -> Crop:
         mos = faulted_score(source_mos, drop)
@@ -235,11 +241,9 @@ class BatchMaker:
         crops = [source]
         for _ in range(self.c.pointing):
             if rng.random() < self.c.layer_faults:
-                image, drop, cause, region = self._layer_fault(layers, rng, local=True)
-                # Only the fault's change: the layers re-render the picture only approximately, and
-                # that error (up to ~100 grey levels on a few % of pixels) must not mark the region.
-                change = image.astype(np.int16) - render_layers(layers).astype(np.int16)
-                image = np.clip(source.image + change, 0, 255).astype(np.uint8)
+                # Only the fault's change, so that the layers' approximation cannot mark the region.
+                faulted, drop, cause, region = self._faulted_layers(layers, rng, local=True)
+                image = add_change(source.image, layers, faulted)
             else:
                 image, drop, cause, region = self._picture_fault(source.image, rng, local=True)
             crop = self._labelled(image, source.mos, drop, cause, region, group, clean)
@@ -453,7 +457,8 @@ def train(
         log(f"{sum(map(len, clinical))} clean clinical slices from {len(clinical)} studies")
     physical = []
     if config.physical_scenes > 0:
-        physical = build_bank(config.physical_anatomies, config.physical_noise_seed, config.physical_slices, seed=config.seed)
+        physical = build_bank(config.physical_anatomies, config.physical_noise_seed, config.physical_slices, seed=config.seed,
+                              pick=config.physical_pick)
         log(f"{len(physical)} simulated slices with scanner-made faults, {sum(len(g.faulted) for g in physical)} versions")
     make_batch = BatchMaker(samples, config, phantom, clinical, physical)
     net.train()

@@ -96,3 +96,18 @@ def test_visible_pick_trains_breathing_and_misregistration_on_the_slices_that_sh
                           pick_slices("ct_low_dose", 1, 3, np.random.default_rng(4), "random"))
     with pytest.raises(ValueError, match="pick must be one of"):
         pick_slices("misregistration", 1, 3, np.random.default_rng(0), "best")
+
+
+def test_family_weights_make_the_rare_faults_frequent(bank):
+    dev = np.zeros((64, 64, 3), np.uint8)
+    samples = [Sample("0", dev, 3.0, "S0", 0)]
+    rng = np.random.default_rng(0)
+    uniform = BatchMaker(samples, TrainConfig(physical_scenes=1), physical=bank)
+    weighted = BatchMaker(samples, TrainConfig(physical_scenes=1, physical_weights={"misregistration": 10.0}),
+                          physical=bank)
+    seen = [uniform._physical_group(rng).family for _ in range(600)]
+    assert set(seen) == set(SHOWN_IN) and seen.count("misregistration") < 150  # 1 in 6
+    seen = [weighted._physical_group(rng).family for _ in range(600)]
+    assert set(seen) == set(SHOWN_IN) and seen.count("misregistration") > 350  # 10 in 15
+    with pytest.raises(ValueError, match="names no fault family"):
+        BatchMaker(samples, TrainConfig(physical_weights={"misregistation": 2.0}), physical=bank)

@@ -109,7 +109,8 @@ def _train(args: argparse.Namespace) -> int:
             "clinical_studies": {"volumes": config.clinical_volumes, "source": CLINICAL_SOURCE}
             if config.clinical_scenes and config.clinical_volumes else None,
             "scanner_made_faults": {"anatomies": config.physical_anatomies, "noise_seed": config.physical_noise_seed,
-                                    "slices_per_family": config.physical_slices, "pick": config.physical_pick}
+                                    "slices_per_family": config.physical_slices, "pick": config.physical_pick,
+                                    "family_weights": config.physical_weights}
             if config.physical_scenes else None,
         },
         "train_config": config.to_dict(),

@@ -78,6 +78,10 @@ class TrainConfig:
     physical_noise_seed: int = 7
     physical_slices: int = 3
     physical_pick: str = "random"  # or "visible": misregistration and breathing where they show
+    # Relative frequency of each fault family (physical_faults.SHOWN_IN) among the groups; {}:
+    # every group equally often. Misregistration and breathing need many more groups than the
+    # others before the network sees them at all (benchmarks/RESULTS.md).
+    physical_weights: dict[str, float] = field(default_factory=dict)
     # Of the versions after the first in a simulated or real group, the share that stays clean.
     clean_share: float = 0.0
     cause_weight: float = 0.0  # cross-entropy of the cause head
@@ -160,6 +164,9 @@ class BatchMaker:
         self.phantom = phantom or []
         self.clinical = clinical or []
         self.physical = physical or []
+        unknown = set(config.physical_weights) - set(SHOWN_IN)
+        if unknown:
+            raise ValueError(f"physical_weights names no fault family: {sorted(unknown)}; families: {sorted(SHOWN_IN)}")
         self.calibration = None
         # Picture faults go on simulated and real slices even when no development picture gets
         # one (synthetic 0): their labels need the calibration all the same.
@@ -288,10 +295,19 @@ class BatchMaker:
             crops.append(self._labelled(img, CLEAN_MOS, drop, cause, region, group, True))
         return crops
 
+    def _physical_group(self, rng: np.random.Generator) -> PhysicalGroup:
+        if not self.c.physical_weights:
+            return self.physical[int(rng.integers(len(self.physical)))]
+        families = sorted({g.family for g in self.physical})
+        p = np.array([self.c.physical_weights.get(f, 1.0) for f in families], float)
+        family = families[int(rng.choice(len(families), p=p / p.sum()))]
+        members = [g for g in self.physical if g.family == family]
+        return members[int(rng.integers(len(members)))]
+
     def _physical_crops(self, group: int, rng: np.random.Generator) -> list[Crop]:
         """One simulated slice clean and with its scanner-made fault at several severities, in a
         display mode that shows the fault, every version through the same variation and crop."""
-        g = self.physical[int(rng.integers(len(self.physical)))]
+        g = self._physical_group(rng)
         mode = str(rng.choice(SHOWN_IN[g.family]))
         voxel = random_pet_voxel_mm(rng) if mode == "pet" else None
         look = int(rng.integers(2**31))  # the same patient variation for every version

@@ -79,8 +79,8 @@ class TrainConfig:
     physical_slices: int = 3
     physical_pick: str = "random"  # or "visible": misregistration and breathing where they show
     # Relative frequency of each fault family (physical_faults.SHOWN_IN) among the groups; {}:
-    # every group equally often. Misregistration and breathing need many more groups than the
-    # others before the network sees them at all (benchmarks/RESULTS.md).
+    # every group equally often. Five times more misregistration and breathing groups did not make
+    # the network see them in mixed batches (benchmarks/RESULTS.md, recipe 10).
     physical_weights: dict[str, float] = field(default_factory=dict)
     # Of the versions after the first in a simulated or real group, the share that stays clean.
     clean_share: float = 0.0

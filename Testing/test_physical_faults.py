@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from msiqa.causes import CAUSES
 from msiqa.render import PET_DISPLAY_MM
@@ -111,3 +112,29 @@ def test_family_weights_make_the_rare_faults_frequent(bank):
     assert set(seen) == set(SHOWN_IN) and seen.count("misregistration") > 350  # 10 in 15
     with pytest.raises(ValueError, match="names no fault family"):
         BatchMaker(samples, TrainConfig(physical_weights={"misregistation": 2.0}), physical=bank)
+
+
+def test_focus_steps_train_the_named_families_alone_and_leave_the_other_steps_as_they_were(bank):
+    dev = np.zeros((64, 64, 3), np.uint8)
+    samples = [Sample(str(i), dev, 3.0, f"S{i}", 0) for i in range(2)]
+    base = dict(batch_scenes=1, per_scene=3, crop=64, physical_scenes=1, physical_slices=1)
+    plain = BatchMaker(samples, TrainConfig(**base), physical=bank)
+    focused = BatchMaker(samples, TrainConfig(**base, focus_families=["misregistration"], focus_steps=[2, 4],
+                                              focus_groups=3), physical=bank)
+    for step in (0, 1, 4, 5):  # outside the focus: the very same batch
+        a, b = plain(step), focused(step)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    for step in (2, 3):
+        b = focused(step)
+        # three misregistration groups and nothing else: no development crop, every cause
+        # none (the clean first version) or misregistration
+        assert b["group"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+        assert {CAUSES[int(c)] for c in b["cause"]} <= {"none", "misregistration"}
+        assert "misregistration" in {CAUSES[int(c)] for c in b["cause"]}
+        assert b["mos"][::3].tolist() == pytest.approx([CLEAN_MOS] * 3)
+    with pytest.raises(ValueError, match="focus_families names no fault family"):
+        BatchMaker(samples, TrainConfig(**base, focus_families=["misreg"], focus_steps=[0, 1]), physical=bank)
+    with pytest.raises(ValueError, match="focus_steps must be"):
+        BatchMaker(samples, TrainConfig(**base, focus_families=["misregistration"], focus_steps=[5]), physical=bank)
+    with pytest.raises(ValueError, match="have no scanner-made groups"):
+        BatchMaker(samples, TrainConfig(**base, focus_families=["misregistration"], focus_steps=[0, 1]))

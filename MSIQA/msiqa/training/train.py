@@ -82,6 +82,13 @@ class TrainConfig:
     # every group equally often. Five times more misregistration and breathing groups did not make
     # the network see them in mixed batches (benchmarks/RESULTS.md, recipe 10).
     physical_weights: dict[str, float] = field(default_factory=dict)
+    # A curriculum for faults too subtle to be found in mixed batches: for the steps in
+    # [start, stop) of ``focus_steps`` a batch is ``focus_groups`` scanner-made groups of
+    # ``focus_families`` and nothing else. 300 such steps taught a trained network to see
+    # misregistration on an unseen patient (benchmarks/RESULTS.md, measurement 3).
+    focus_families: list[str] = field(default_factory=list)
+    focus_steps: list[int] = field(default_factory=list)
+    focus_groups: int = 4
     # Of the versions after the first in a simulated or real group, the share that stays clean.
     clean_share: float = 0.0
     cause_weight: float = 0.0  # cross-entropy of the cause head
@@ -164,9 +171,17 @@ class BatchMaker:
         self.phantom = phantom or []
         self.clinical = clinical or []
         self.physical = physical or []
-        unknown = set(config.physical_weights) - set(SHOWN_IN)
-        if unknown:
-            raise ValueError(f"physical_weights names no fault family: {sorted(unknown)}; families: {sorted(SHOWN_IN)}")
+        for key in ("physical_weights", "focus_families"):
+            unknown = set(getattr(config, key)) - set(SHOWN_IN)
+            if unknown:
+                raise ValueError(f"{key} names no fault family: {sorted(unknown)}; families: {sorted(SHOWN_IN)}")
+        if config.focus_families:
+            if len(config.focus_steps) != 2 or not 0 <= config.focus_steps[0] < config.focus_steps[1]:
+                raise ValueError(f"focus_steps must be [start, stop) with 0 <= start < stop, not {config.focus_steps}")
+            missing = set(config.focus_families) - {g.family for g in self.physical}
+            if missing:
+                raise ValueError(f"focus_families {sorted(missing)} have no scanner-made groups: "
+                                 "the recipe needs physical_scenes > 0")
         self.calibration = None
         # Picture faults go on simulated and real slices even when no development picture gets
         # one (synthetic 0): their labels need the calibration all the same.
@@ -295,19 +310,19 @@ class BatchMaker:
             crops.append(self._labelled(img, CLEAN_MOS, drop, cause, region, group, True))
         return crops
 
-    def _physical_group(self, rng: np.random.Generator) -> PhysicalGroup:
-        if not self.c.physical_weights:
+    def _physical_group(self, rng: np.random.Generator, focus: bool = False) -> PhysicalGroup:
+        if not self.c.physical_weights and not focus:
             return self.physical[int(rng.integers(len(self.physical)))]
-        families = sorted({g.family for g in self.physical})
-        p = np.array([self.c.physical_weights.get(f, 1.0) for f in families], float)
+        families = sorted(self.c.focus_families) if focus else sorted({g.family for g in self.physical})
+        p = np.array([1.0 if focus else self.c.physical_weights.get(f, 1.0) for f in families], float)
         family = families[int(rng.choice(len(families), p=p / p.sum()))]
         members = [g for g in self.physical if g.family == family]
         return members[int(rng.integers(len(members)))]
 
-    def _physical_crops(self, group: int, rng: np.random.Generator) -> list[Crop]:
+    def _physical_crops(self, group: int, rng: np.random.Generator, focus: bool = False) -> list[Crop]:
         """One simulated slice clean and with its scanner-made fault at several severities, in a
         display mode that shows the fault, every version through the same variation and crop."""
-        g = self._physical_group(rng)
+        g = self._physical_group(rng, focus)
         mode = str(rng.choice(SHOWN_IN[g.family]))
         voxel = random_pet_voxel_mm(rng) if mode == "pet" else None
         look = int(rng.integers(2**31))  # the same patient variation for every version
@@ -326,6 +341,8 @@ class BatchMaker:
 
     def __call__(self, step: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.c.seed, step])
+        if self.c.focus_families and self.c.focus_steps[0] <= step < self.c.focus_steps[1]:
+            return self._collate([c for g in range(self.c.focus_groups) for c in self._physical_crops(g, rng, focus=True)])
         scenes = rng.choice(len(self.scenes), size=min(self.c.batch_scenes, len(self.scenes)), replace=False)
         crops: list[Crop] = []
         for g, si in enumerate(scenes):
@@ -348,6 +365,9 @@ class BatchMaker:
         for _ in range(self.c.physical_scenes if self.physical else 0):
             crops.extend(self._physical_crops(group, rng))
             group += 1
+        return self._collate(crops)
+
+    def _collate(self, crops: list[Crop]) -> dict[str, torch.Tensor]:
         cells = self.c.crop // GRID_STRIDE
         region = torch.zeros(len(crops), 1, cells, cells)
         for i, c in enumerate(crops):

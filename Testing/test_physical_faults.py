@@ -132,6 +132,15 @@ def test_focus_steps_train_the_named_families_alone_and_leave_the_other_steps_as
         assert {CAUSES[int(c)] for c in b["cause"]} <= {"none", "misregistration"}
         assert "misregistration" in {CAUSES[int(c)] for c in b["cause"]}
         assert b["mos"][::3].tolist() == pytest.approx([CLEAN_MOS] * 3)
+    every_other = BatchMaker(samples, TrainConfig(**base, focus_families=["misregistration"], focus_steps=[2, 6],
+                                                  focus_groups=3, focus_every=2), physical=bank)
+    for step in range(8):  # a focus batch at steps 2 and 4, the plain batch at the others
+        a, b = plain(step), every_other(step)
+        assert (step in (2, 4)) == (b["group"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2])
+        assert (step in (2, 4)) != all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="focus_every must be"):
+        BatchMaker(samples, TrainConfig(**base, focus_families=["misregistration"], focus_steps=[0, 4],
+                                        focus_every=0), physical=bank)
     with pytest.raises(ValueError, match="focus_families names no fault family"):
         BatchMaker(samples, TrainConfig(**base, focus_families=["misreg"], focus_steps=[0, 1]), physical=bank)
     with pytest.raises(ValueError, match="focus_steps must be"):

@@ -85,10 +85,13 @@ class TrainConfig:
     # A curriculum for faults too subtle to be found in mixed batches: for the steps in
     # [start, stop) of ``focus_steps`` a batch is ``focus_groups`` scanner-made groups of
     # ``focus_families`` and nothing else. 300 such steps taught a trained network to see
-    # misregistration on an unseen patient (benchmarks/RESULTS.md, measurement 3).
+    # misregistration on an unseen patient (benchmarks/RESULTS.md, measurement 3). With
+    # ``focus_every`` n > 1 only every n-th step of the phase is such a batch and the steps between
+    # stay mixed, so that what the other batches taught is not forgotten while the focus lasts.
     focus_families: list[str] = field(default_factory=list)
     focus_steps: list[int] = field(default_factory=list)
     focus_groups: int = 4
+    focus_every: int = 1
     # Of the versions after the first in a simulated or real group, the share that stays clean.
     clean_share: float = 0.0
     cause_weight: float = 0.0  # cross-entropy of the cause head
@@ -178,6 +181,8 @@ class BatchMaker:
         if config.focus_families:
             if len(config.focus_steps) != 2 or not 0 <= config.focus_steps[0] < config.focus_steps[1]:
                 raise ValueError(f"focus_steps must be [start, stop) with 0 <= start < stop, not {config.focus_steps}")
+            if config.focus_every < 1:
+                raise ValueError(f"focus_every must be 1 (every step of focus_steps) or more, not {config.focus_every}")
             missing = set(config.focus_families) - {g.family for g in self.physical}
             if missing:
                 raise ValueError(f"focus_families {sorted(missing)} have no scanner-made groups: "
@@ -341,7 +346,7 @@ class BatchMaker:
 
     def __call__(self, step: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.c.seed, step])
-        if self.c.focus_families and self.c.focus_steps[0] <= step < self.c.focus_steps[1]:
+        if self._focus(step):
             return self._collate([c for g in range(self.c.focus_groups) for c in self._physical_crops(g, rng, focus=True)])
         scenes = rng.choice(len(self.scenes), size=min(self.c.batch_scenes, len(self.scenes)), replace=False)
         crops: list[Crop] = []
@@ -366,6 +371,12 @@ class BatchMaker:
             crops.extend(self._physical_crops(group, rng))
             group += 1
         return self._collate(crops)
+
+    def _focus(self, step: int) -> bool:
+        if not self.c.focus_families:
+            return False
+        start, stop = self.c.focus_steps
+        return start <= step < stop and (step - start) % self.c.focus_every == 0
 
     def _collate(self, crops: list[Crop]) -> dict[str, torch.Tensor]:
         cells = self.c.crop // GRID_STRIDE

@@ -12,7 +12,7 @@ from msiqa.training.labels import CLEAN_MOS
 from msiqa.training.physical_faults import (
     ANCHOR_OF, SEVERITIES, SHOWN_IN, SLICE_DEPENDENT, _where, build_bank, drop_of, measure_of, pick_slices, visibility,
 )
-from msiqa.training.train import IGNORE, BatchMaker, TrainConfig
+from msiqa.training.train import IGNORE, BatchMaker, TrainConfig, focus_bank
 
 
 def test_the_measure_table_agrees_with_the_grading_of_the_sample_study():
@@ -44,6 +44,7 @@ def bank():
 def test_each_fault_hits_its_own_layer_only(bank):
     assert sorted(g.family for g in bank) == sorted(SHOWN_IN)
     for g in bank:
+        assert g.anatomy == 1 and _where(g.family)[0] <= g.k <= _where(g.family)[1]
         assert [f.severity for f in g.faulted] == sorted(f.severity for f in g.faulted)
         assert g.faulted[0].drop <= g.faulted[1].drop and g.faulted[0].cause in CAUSES
         for f in g.faulted:
@@ -147,3 +148,20 @@ def test_focus_steps_train_the_named_families_alone_and_leave_the_other_steps_as
         BatchMaker(samples, TrainConfig(**base, focus_families=["misregistration"], focus_steps=[5]), physical=bank)
     with pytest.raises(ValueError, match="have no scanner-made groups"):
         BatchMaker(samples, TrainConfig(**base, focus_families=["misregistration"], focus_steps=[0, 1]))
+
+
+def test_focus_batches_draw_from_slices_that_show_the_fault_whatever_the_mixed_batches_draw(bank):
+    lo, hi = _where("misregistration")
+    shown = visibility("misregistration", 1, np.arange(lo, hi + 1))
+    focus = dict(physical_scenes=1, physical_anatomies=[1], physical_slices=3, focus_families=["misregistration"],
+                 focus_steps=[0, 1])
+    assert focus_bank(TrainConfig(**focus, physical_pick="visible"), bank) is bank  # visible already
+    random_mixed = TrainConfig(**focus)
+    groups = focus_bank(random_mixed, bank)
+    assert len(groups) == 3 and {g.family for g in groups} == {"misregistration"}
+    assert all(shown[g.k - lo] >= np.median(shown) for g in groups)
+    samples = [Sample("0", np.zeros((64, 64, 3), np.uint8), 3.0, "S0", 0)]
+    maker = BatchMaker(samples, random_mixed, physical=bank, focus=groups[:1])
+    rng = np.random.default_rng(0)
+    assert all(maker._physical_group(rng, focus=True) is groups[0] for _ in range(5))
+    assert {maker._physical_group(rng).family for _ in range(60)} == set(SHOWN_IN)  # mixed: the whole bank

@@ -15,7 +15,7 @@ from msiqa.training import handcrafted
 from msiqa.training.datasets import Sample, load_dataset
 from msiqa.training.degrade import FAMILIES, degrade, split_layers
 from msiqa.training.metrics import correlations
-from msiqa.training.train import BatchMaker, TrainConfig, order_loss, ranking_loss, train
+from msiqa.training.train import BatchMaker, TrainConfig, _lr, order_loss, ranking_loss, train
 from msiqa.render import fuse
 
 
@@ -197,6 +197,24 @@ def test_training_resumes_exactly_from_its_checkpoint(dataset_folder, tmp_path):
     assert (tmp_path / "b" / "checkpoint.safetensors").exists()
     for (k, v), w in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(v.float(), w.float(), atol=1e-6), k
+
+
+def test_a_tail_fine_tunes_at_its_own_rate_and_resumes_from_the_recipe_without_it(dataset_folder, tmp_path):
+    samples = load_dataset(dataset_folder / "images", dataset_folder / "labels.csv")
+    cfg = dict(steps=3, batch_scenes=2, per_scene=2, crop=64, warmup=1, checkpoint_every=10, synthetic=0.5)
+    tail = dict(tail_steps=2, tail_lr=1e-4)
+    rates = [_lr(step, TrainConfig(**cfg, **tail)) for step in range(5)]
+    assert rates[1] > rates[2] > 0 and rates[3:] == [1e-4, 1e-4]  # the cosine, then the tail
+    quiet = dict(progress=False, log=lambda m: None)
+    whole = train(samples, TrainConfig(**cfg, **tail), out_dir=tmp_path / "a", **quiet)
+    untailed = {k: v.clone() for k, v in train(samples, TrainConfig(**cfg), out_dir=tmp_path / "b", **quiet).state_dict().items()}
+    resumed = train(samples, TrainConfig(**cfg, **tail), out_dir=tmp_path / "b", **quiet)
+    for (k, v), w in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(v.float(), w.float(), atol=1e-6), k
+    assert any(not torch.equal(v, untailed[k]) for k, v in whole.state_dict().items() if v.is_floating_point())
+    for bad in (dict(tail_steps=2), dict(tail_steps=-1, tail_lr=1e-4)):
+        with pytest.raises(ValueError, match="a tail is tail_steps > 0 at a tail_lr > 0"):
+            TrainConfig(**cfg, **bad)
 
 
 @pytest.mark.parametrize("family", ["jpeg12", "jpeg2000"])

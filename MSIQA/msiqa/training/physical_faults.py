@@ -84,6 +84,8 @@ class PhysicalGroup:
 
     clean: PhantomSlice
     faulted: list[FaultedSlice]
+    anatomy: int
+    k: int  # the slice's index in the simulated study
 
     @property
     def family(self) -> str:
@@ -132,18 +134,19 @@ def pick_slices(family: str, anatomy: int, n: int, rng: np.random.Generator, pic
 
 
 def build_bank(anatomies: list[int], noise_seed: int, slices_per_family: int = 3, severities: int = 5,
-               seed: int = 0, pick: str = "random") -> list[PhysicalGroup]:
+               seed: int = 0, pick: str = "random", families: list[str] | None = None) -> list[PhysicalGroup]:
     """Groups for every anatomy x family x slice: the clean slice and ``severities`` faulted
     versions spread over the family's range (log-uniform, one per stratum).
 
     ``pick``: the slices of a family's range are drawn at random, or (``"visible"``), for the
-    SLICE_DEPENDENT families, among the half of them where the fault changes the PET most."""
+    SLICE_DEPENDENT families, among the half of them where the fault changes the PET most.
+    ``families``: only these (default: all); the slices drawn for them then differ from a full bank's."""
     from ..phantom import FAULTS, simulate
 
     rng = np.random.default_rng([seed, noise_seed])
     groups = []
     for anatomy in anatomies:
-        for family in SHOWN_IN:
+        for family in SHOWN_IN if families is None else [f for f in SHOWN_IN if f in families]:
             ks = pick_slices(family, anatomy, slices_per_family, rng, pick)
             tag = f"phys-a{anatomy}-n{noise_seed}"
             clean = as_slices(simulate(ks, anatomy_seed=anatomy, noise_seed=noise_seed), f"{tag}-clean")
@@ -155,5 +158,6 @@ def build_bank(anatomies: list[int], noise_seed: int, slices_per_family: int = 3
                 vol = simulate(ks, anatomy_seed=anatomy, noise_seed=noise_seed, acquisition=FAULTS[family].acquisition(s))
                 versions.append((s, as_slices(vol, f"{tag}-{family}-{s:.3g}")))
             for c in range(len(ks)):
-                groups.append(PhysicalGroup(clean[c], [FaultedSlice(family, FAULTS[family].cause, s, drop_of(family, s), v[c]) for s, v in versions]))
+                faulted = [FaultedSlice(family, FAULTS[family].cause, s, drop_of(family, s), v[c]) for s, v in versions]
+                groups.append(PhysicalGroup(clean[c], faulted, anatomy, int(ks[c])))
     return groups

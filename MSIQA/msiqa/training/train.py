@@ -92,6 +92,13 @@ class TrainConfig:
     focus_steps: list[int] = field(default_factory=list)
     focus_groups: int = 4
     focus_every: int = 1
+    # Fine-tuning after the schedule: ``tail_steps`` more steps at the constant ``tail_lr`` once
+    # the cosine schedule's ``steps`` are done. The first ``steps`` are then the recipe without a
+    # tail, step for step, so a tail can resume from that recipe's final checkpoint; with focus
+    # steps in the tail it teaches a trained network the subtle faults (measurement 3) while the
+    # mixed batches between keep what it knew.
+    tail_steps: int = 0
+    tail_lr: float = 0.0
     # Of the versions after the first in a simulated or real group, the share that stays clean.
     clean_share: float = 0.0
     cause_weight: float = 0.0  # cross-entropy of the cause head
@@ -103,12 +110,21 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 250
 
+    def __post_init__(self) -> None:
+        if self.tail_steps < 0 or (self.tail_steps and self.tail_lr <= 0):
+            raise ValueError(f"a tail is tail_steps > 0 at a tail_lr > 0, not {self.tail_steps} steps at "
+                             f"{self.tail_lr}; leave both out for none")
+
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
         return cls(**json.loads(Path(path).read_text()))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps + self.tail_steps
 
 
 def _crop_origin(img: np.ndarray, crop: int, rng: np.random.Generator) -> tuple[int, int]:
@@ -162,9 +178,11 @@ class Crop:
 
 class BatchMaker:
     def __init__(self, samples: list[Sample], config: TrainConfig, phantom: list[list] | None = None,
-                 clinical: list[list] | None = None, physical: list[PhysicalGroup] | None = None):
+                 clinical: list[list] | None = None, physical: list[PhysicalGroup] | None = None,
+                 focus: list[PhysicalGroup] | None = None):
         """``phantom`` and ``clinical``: clean slices (``PhantomSlice``), one list per study;
-        ``physical``: simulated slices with their scanner-made faults."""
+        ``physical``: simulated slices with their scanner-made faults; ``focus``: those the focus
+        batches draw from (default: ``physical``'s groups of the focus families)."""
         self.samples, self.c = samples, config
         self.by_scene: dict[str, list[int]] = {}
         for i, s in enumerate(samples):
@@ -174,6 +192,7 @@ class BatchMaker:
         self.phantom = phantom or []
         self.clinical = clinical or []
         self.physical = physical or []
+        self.focus = [g for g in (self.physical if focus is None else focus) if g.family in config.focus_families]
         for key in ("physical_weights", "focus_families"):
             unknown = set(getattr(config, key)) - set(SHOWN_IN)
             if unknown:
@@ -183,7 +202,7 @@ class BatchMaker:
                 raise ValueError(f"focus_steps must be [start, stop) with 0 <= start < stop, not {config.focus_steps}")
             if config.focus_every < 1:
                 raise ValueError(f"focus_every must be 1 (every step of focus_steps) or more, not {config.focus_every}")
-            missing = set(config.focus_families) - {g.family for g in self.physical}
+            missing = set(config.focus_families) - {g.family for g in self.focus}
             if missing:
                 raise ValueError(f"focus_families {sorted(missing)} have no scanner-made groups: "
                                  "the recipe needs physical_scenes > 0")
@@ -321,7 +340,7 @@ class BatchMaker:
         families = sorted(self.c.focus_families) if focus else sorted({g.family for g in self.physical})
         p = np.array([1.0 if focus else self.c.physical_weights.get(f, 1.0) for f in families], float)
         family = families[int(rng.choice(len(families), p=p / p.sum()))]
-        members = [g for g in self.physical if g.family == family]
+        members = [g for g in (self.focus if focus else self.physical) if g.family == family]
         return members[int(rng.integers(len(members)))]
 
     def _physical_crops(self, group: int, rng: np.random.Generator, focus: bool = False) -> list[Crop]:
@@ -424,6 +443,8 @@ def ranking_loss(pred: torch.Tensor, target: torch.Tensor, groups: torch.Tensor,
 
 
 def _lr(step: int, c: TrainConfig) -> float:
+    if step >= c.steps:
+        return c.tail_lr
     if step < c.warmup:
         return c.lr * (step + 1) / c.warmup
     t = (step - c.warmup) / max(1, c.steps - c.warmup)
@@ -456,6 +477,15 @@ def _load_checkpoint(path: Path, net: MSIQANet, opt: torch.optim.Optimizer) -> i
     sd["state"] = state
     opt.load_state_dict(sd)
     return step
+
+
+def focus_bank(config: TrainConfig, physical: list[PhysicalGroup]) -> list[PhysicalGroup]:
+    """The scanner-made groups the focus batches draw from: always slices that show the fault, since
+    a focus on slices that do not teaches nothing (measurement 1), whatever the mixed batches draw."""
+    if not config.focus_families or not physical or config.physical_pick == "visible":
+        return physical
+    return build_bank(config.physical_anatomies, config.physical_noise_seed, config.physical_slices,
+                      seed=config.seed, pick="visible", families=config.focus_families)
 
 
 def train(
@@ -507,15 +537,15 @@ def train(
         physical = build_bank(config.physical_anatomies, config.physical_noise_seed, config.physical_slices, seed=config.seed,
                               pick=config.physical_pick)
         log(f"{len(physical)} simulated slices with scanner-made faults, {sum(len(g.faulted) for g in physical)} versions")
-    make_batch = BatchMaker(samples, config, phantom, clinical, physical)
+    make_batch = BatchMaker(samples, config, phantom, clinical, physical, focus_bank(config, physical))
     net.train()
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=config.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
+        bar = tqdm(total=config.total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
     t0, running = time.time(), None
-    for step in range(start, config.steps):
+    for step in range(start, config.total_steps):
         torch.manual_seed(config.seed * 1_000_003 + step)
         b = make_batch(step)
         for group in opt.param_groups:
@@ -538,11 +568,11 @@ def train(
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{running:.3f}")
-        if ckpt is not None and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps):
+        if ckpt is not None and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.total_steps):
             _save_checkpoint(ckpt, net, opt, step + 1)
     if bar is not None:
         bar.close()
-    log(f"trained {config.steps - start} steps in {time.time() - t0:.0f} s")
+    log(f"trained {config.total_steps - start} steps in {time.time() - t0:.0f} s")
     return net.eval()
 
 

@@ -12,7 +12,7 @@ from msiqa.training.labels import CLEAN_MOS
 from msiqa.training.physical_faults import (
     ANCHOR_OF, SEVERITIES, SHOWN_IN, SLICE_DEPENDENT, _where, build_bank, drop_of, measure_of, pick_slices, visibility,
 )
-from msiqa.training.train import IGNORE, BatchMaker, TrainConfig, focus_bank
+from msiqa.training.train import IGNORE, BatchMaker, TrainConfig, focus_bank, train
 
 
 def test_the_measure_table_agrees_with_the_grading_of_the_sample_study():
@@ -165,3 +165,18 @@ def test_focus_batches_draw_from_slices_that_show_the_fault_whatever_the_mixed_b
     rng = np.random.default_rng(0)
     assert all(maker._physical_group(rng, focus=True) is groups[0] for _ in range(5))
     assert {maker._physical_group(rng).family for _ in range(60)} == set(SHOWN_IN)  # mixed: the whole bank
+
+
+def test_a_focus_step_trains_the_network_but_leaves_the_normalisation_statistics_to_the_mixed_batches(tmp_path):
+    dev = np.full((96, 96, 3), 90, np.uint8)
+    dev[20:70, 30:60] = 200
+    samples = [Sample(f"{s}{v}", dev // (v + 1), 3.0 - v, f"S{s}", v) for s in range(2) for v in range(2)]
+    cfg = dict(steps=1, batch_scenes=2, per_scene=2, crop=64, warmup=1, synthetic=0.0, physical_scenes=1,
+               physical_anatomies=[1], physical_slices=1, physical_pick="visible",
+               focus_families=["misregistration"], focus_steps=[1, 2], focus_groups=2)
+    quiet = dict(progress=False, log=lambda m: None)
+    before = {k: v.clone() for k, v in train(samples, TrainConfig(**cfg), out_dir=tmp_path, **quiet).state_dict().items()}
+    after = train(samples, TrainConfig(**{**cfg, "steps": 2}), out_dir=tmp_path, **quiet).state_dict()  # step 1: focus
+    stats = [k for k in after if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(after[k], before[k]) for k in stats)
+    assert any(not torch.equal(after[k], before[k]) for k in after if k.endswith("weight") and after[k].ndim == 4)

@@ -365,7 +365,7 @@ class BatchMaker:
 
     def __call__(self, step: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.c.seed, step])
-        if self._focus(step):
+        if self.is_focus(step):
             return self._collate([c for g in range(self.c.focus_groups) for c in self._physical_crops(g, rng, focus=True)])
         scenes = rng.choice(len(self.scenes), size=min(self.c.batch_scenes, len(self.scenes)), replace=False)
         crops: list[Crop] = []
@@ -391,7 +391,7 @@ class BatchMaker:
             group += 1
         return self._collate(crops)
 
-    def _focus(self, step: int) -> bool:
+    def is_focus(self, step: int) -> bool:
         if not self.c.focus_families:
             return False
         start, stop = self.c.focus_steps
@@ -539,6 +539,9 @@ def train(
         log(f"{len(physical)} simulated slices with scanner-made faults, {sum(len(g.faulted) for g in physical)} versions")
     make_batch = BatchMaker(samples, config, phantom, clinical, physical, focus_bank(config, physical))
     net.train()
+    # A focus batch holds one kind of picture: its statistics must not become the running ones
+    # every picture is normalised with at inference.
+    norms = [(m, m.momentum) for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     bar = None
     if progress:
         from tqdm import tqdm
@@ -548,6 +551,8 @@ def train(
     for step in range(start, config.total_steps):
         torch.manual_seed(config.seed * 1_000_003 + step)
         b = make_batch(step)
+        for norm, momentum in norms:
+            norm.momentum = 0.0 if make_batch.is_focus(step) else momentum
         for group in opt.param_groups:
             group["lr"] = _lr(step, config)
         out = net(b["x"])

@@ -94,9 +94,9 @@ class TrainConfig:
     focus_every: int = 1
     # Fine-tuning after the schedule: ``tail_steps`` more steps at the constant ``tail_lr`` once
     # the cosine schedule's ``steps`` are done. The first ``steps`` are then the recipe without a
-    # tail, step for step, so a tail can resume from that recipe's final checkpoint; with focus
-    # steps in the tail it teaches a trained network the subtle faults (measurement 3) while the
-    # mixed batches between keep what it knew.
+    # tail, step for step, so a tail can resume from that recipe's final checkpoint. Meant for focus
+    # steps interleaved with mixed ones on a trained network; 400 such steps at up to 3e-4 did not
+    # make misregistration or breathing seen (benchmarks/RESULTS.md, fine-tuning tails).
     tail_steps: int = 0
     tail_lr: float = 0.0
     # Of the versions after the first in a simulated or real group, the share that stays clean.
@@ -540,7 +540,7 @@ def train(
     make_batch = BatchMaker(samples, config, phantom, clinical, physical, focus_bank(config, physical))
     net.train()
     # A focus batch holds one kind of picture: its statistics must not become the running ones
-    # every picture is normalised with at inference.
+    # every picture is normalised with at inference (they cost a half-focus tail 0.05 on fold 0).
     norms = [(m, m.momentum) for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     bar = None
     if progress:

@@ -176,7 +176,9 @@ def test_a_focus_step_trains_the_network_but_leaves_the_normalisation_statistics
                focus_families=["misregistration"], focus_steps=[1, 2], focus_groups=2)
     quiet = dict(progress=False, log=lambda m: None)
     before = {k: v.clone() for k, v in train(samples, TrainConfig(**cfg), out_dir=tmp_path, **quiet).state_dict().items()}
-    after = train(samples, TrainConfig(**{**cfg, "steps": 2}), out_dir=tmp_path, **quiet).state_dict()  # step 1: focus
+    net = train(samples, TrainConfig(**{**cfg, "steps": 2}), out_dir=tmp_path, **quiet)  # step 1: focus
+    assert all(m.momentum == 0.1 for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))  # as created
+    after = net.state_dict()
     stats = [k for k in after if k.endswith(("running_mean", "running_var"))]
     assert stats and all(torch.equal(after[k], before[k]) for k in stats)
     assert any(not torch.equal(after[k], before[k]) for k in after if k.endswith("weight") and after[k].ndim == 4)

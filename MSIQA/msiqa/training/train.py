@@ -551,8 +551,9 @@ def train(
     for step in range(start, config.total_steps):
         torch.manual_seed(config.seed * 1_000_003 + step)
         b = make_batch(step)
+        focus = make_batch.is_focus(step)
         for norm, momentum in norms:
-            norm.momentum = 0.0 if make_batch.is_focus(step) else momentum
+            norm.momentum = 0.0 if focus else momentum
         for group in opt.param_groups:
             group["lr"] = _lr(step, config)
         out = net(b["x"])
@@ -575,6 +576,8 @@ def train(
             bar.set_postfix(loss=f"{running:.3f}")
         if ckpt is not None and ((step + 1) % config.checkpoint_every == 0 or step + 1 == config.total_steps):
             _save_checkpoint(ckpt, net, opt, step + 1)
+    for norm, momentum in norms:  # a network that ends on a focus step must not keep its statistics frozen
+        norm.momentum = momentum
     if bar is not None:
         bar.close()
     log(f"trained {config.total_steps - start} steps in {time.time() - t0:.0f} s")

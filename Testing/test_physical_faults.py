@@ -1,5 +1,7 @@
 """Model 3's scanner-made faults: the severity -> measure table, the bank, its labels and batches."""
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -167,7 +169,7 @@ def test_focus_batches_draw_from_slices_that_show_the_fault_whatever_the_mixed_b
     assert {maker._physical_group(rng).family for _ in range(60)} == set(SHOWN_IN)  # mixed: the whole bank
 
 
-def test_a_focus_step_trains_the_network_but_leaves_the_normalisation_statistics_to_the_mixed_batches(tmp_path):
+def test_a_focus_step_leaves_the_normalisation_statistics_and_if_asked_the_weight_map_alone(tmp_path):
     dev = np.full((96, 96, 3), 90, np.uint8)
     dev[20:70, 30:60] = 200
     samples = [Sample(f"{s}{v}", dev // (v + 1), 3.0 - v, f"S{s}", v) for s in range(2) for v in range(2)]
@@ -176,9 +178,19 @@ def test_a_focus_step_trains_the_network_but_leaves_the_normalisation_statistics
                focus_families=["misregistration"], focus_steps=[1, 2], focus_groups=2)
     quiet = dict(progress=False, log=lambda m: None)
     before = {k: v.clone() for k, v in train(samples, TrainConfig(**cfg), out_dir=tmp_path, **quiet).state_dict().items()}
+    shutil.copytree(tmp_path, tmp_path / "fixed-attention")
     net = train(samples, TrainConfig(**{**cfg, "steps": 2}), out_dir=tmp_path, **quiet)  # step 1: focus
     assert all(m.momentum == 0.1 for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))  # as created
     after = net.state_dict()
     stats = [k for k in after if k.endswith(("running_mean", "running_var"))]
     assert stats and all(torch.equal(after[k], before[k]) for k in stats)
     assert any(not torch.equal(after[k], before[k]) for k in after if k.endswith("weight") and after[k].ndim == 4)
+    head = [k for k in after if k.startswith("weight.")]
+    assert head and any(not torch.equal(after[k], before[k]) for k in head)
+
+    # focus_attention False: the same focus step leaves the weight map's head as it was (the
+    # scores still learn), since a global fault says nothing about where to look.
+    fixed = train(samples, TrainConfig(**{**cfg, "steps": 2, "focus_attention": False}),
+                  out_dir=tmp_path / "fixed-attention", **quiet).state_dict()
+    assert all(torch.equal(fixed[k], before[k]) for k in head)
+    assert any(not torch.equal(fixed[k], before[k]) for k in fixed if k.startswith("score."))

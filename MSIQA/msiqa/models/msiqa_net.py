@@ -179,13 +179,17 @@ class MSIQANet(nn.Module):
             out.append(F.adaptive_avg_pool2d(fuse(torch.cat(parts, 1)), grid))
         return out
 
-    def forward(self, x: torch.Tensor) -> Output:
+    def forward(self, x: torch.Tensor, *, detach_weight: bool = False) -> Output:
+        """``detach_weight`` (training): the loss trains the scores and features but not the weight
+        map, for batches that carry no sign of where a fault is."""
         f = self.drop(self.attention(torch.cat(self.stage_features(x), 1)))
         grid = f.shape[-2:]
         if self.config.head == "pooled":
             f = f.mean(dim=(2, 3), keepdim=True)
         s = self.score(f)
         w = self.weight(f)
+        if detach_weight:
+            w = w.detach()
         total = w.sum(dim=(1, 2, 3)).clamp_min(1e-6)
         score = onto_scale((s * w).sum(dim=(1, 2, 3)) / total)
         cause = None

@@ -92,6 +92,9 @@ class TrainConfig:
     focus_steps: list[int] = field(default_factory=list)
     focus_groups: int = 4
     focus_every: int = 1
+    # False: focus batches do not train the attention weights. Their faults are global and carry no
+    # region, and after a tail of them the maps pointed at local faults less often (RESULTS.md).
+    focus_attention: bool = True
     # Fine-tuning after the schedule: ``tail_steps`` more steps at the constant ``tail_lr`` once
     # the cosine schedule's ``steps`` are done. The first ``steps`` are then the recipe without a
     # tail, step for step, so a tail can resume from that recipe's final checkpoint. Meant for focus
@@ -556,7 +559,7 @@ def train(
             norm.momentum = 0.0 if focus else momentum
         for group in opt.param_groups:
             group["lr"] = _lr(step, config)
-        out = net(b["x"])
+        out = net(b["x"], detach_weight=focus and not config.focus_attention)
         scored = ~torch.isnan(b["mos"])
         score, mos = out.score[scored], b["mos"][scored]
         loss = F.smooth_l1_loss(score, mos) + config.rank_weight * ranking_loss(score, mos, b["group"][scored])

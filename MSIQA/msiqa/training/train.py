@@ -93,7 +93,8 @@ class TrainConfig:
     focus_groups: int = 4
     focus_every: int = 1
     # False: focus batches do not train the attention weights. Their faults are global and carry no
-    # region, and after a tail of them the maps pointed at local faults less often (RESULTS.md).
+    # region, and a tail of them blurred the maps; off, fewer were blurred but CV fold 2 lost 0.12
+    # SROCC (benchmarks/RESULTS.md, the tail on all three folds).
     focus_attention: bool = True
     # Fine-tuning after the schedule: ``tail_steps`` more steps at the constant ``tail_lr`` once
     # the cosine schedule's ``steps`` are done. The first ``steps`` are then the recipe without a

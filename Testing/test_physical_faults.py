@@ -177,9 +177,10 @@ def test_a_focus_step_leaves_the_normalisation_statistics_and_if_asked_the_weigh
                physical_anatomies=[1], physical_slices=1, physical_pick="visible",
                focus_families=["misregistration"], focus_steps=[1, 2], focus_groups=2)
     quiet = dict(progress=False, log=lambda m: None)
-    before = {k: v.clone() for k, v in train(samples, TrainConfig(**cfg), out_dir=tmp_path, **quiet).state_dict().items()}
-    shutil.copytree(tmp_path, tmp_path / "fixed-attention")
-    net = train(samples, TrainConfig(**{**cfg, "steps": 2}), out_dir=tmp_path, **quiet)  # step 1: focus
+    run, fixed_run = tmp_path / "run", tmp_path / "fixed-attention"
+    before = {k: v.clone() for k, v in train(samples, TrainConfig(**cfg), out_dir=run, **quiet).state_dict().items()}
+    shutil.copytree(run, fixed_run)  # both resume from the same step-1 checkpoint
+    net = train(samples, TrainConfig(**{**cfg, "steps": 2}), out_dir=run, **quiet)  # step 1: focus
     assert all(m.momentum == 0.1 for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))  # as created
     after = net.state_dict()
     stats = [k for k in after if k.endswith(("running_mean", "running_var"))]
@@ -191,6 +192,6 @@ def test_a_focus_step_leaves_the_normalisation_statistics_and_if_asked_the_weigh
     # focus_attention False: the same focus step leaves the weight map's head as it was (the
     # scores still learn), since a global fault says nothing about where to look.
     fixed = train(samples, TrainConfig(**{**cfg, "steps": 2, "focus_attention": False}),
-                  out_dir=tmp_path / "fixed-attention", **quiet).state_dict()
+                  out_dir=fixed_run, **quiet).state_dict()
     assert all(torch.equal(fixed[k], before[k]) for k in head)
     assert any(not torch.equal(fixed[k], before[k]) for k in fixed if k.startswith("score."))

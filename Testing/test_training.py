@@ -15,7 +15,9 @@ from msiqa.training import handcrafted
 from msiqa.training.datasets import Sample, load_dataset
 from msiqa.training.degrade import FAMILIES, degrade, split_layers
 from msiqa.training.metrics import correlations
-from msiqa.training.train import BatchMaker, TrainConfig, _lr, order_loss, ranking_loss, train
+from msiqa.models.msiqa_net import Output
+from msiqa.training.train import (BatchMaker, TrainConfig, _lr, attention_loss, order_loss, peak_loss, ranking_loss,
+                                  step_loss, train)
 from msiqa.render import fuse
 
 
@@ -136,6 +138,38 @@ def test_pointing_crops_fault_one_region_of_the_best_version_and_carry_no_score(
     pred = torch.tensor([3.0, 1.0, 3.5])
     assert order_loss(pred, torch.tensor([-1, 0, -1])) == 0
     assert order_loss(pred, torch.tensor([-1, -1, 0])) > 0  # scored above its own source
+
+
+def test_pointing_order_off_leaves_the_unscored_crops_scores_out_of_the_loss(pictures):
+    samples = [Sample(f"{scene}{k}", degrade(pic, "gaussian_noise", k / 3, np.random.default_rng(k)), 4.0 - k, scene)
+                for scene, pic in (("A", pictures[0]), ("B", pictures[4])) for k in range(4)]
+    grads = {}
+    for order in (True, False):
+        cfg = TrainConfig(batch_scenes=2, per_scene=3, crop=64, synthetic=0.0, pointing=2, pointing_order=order,
+                          phantom_scenes=0, clinical_scenes=0, physical_scenes=0)
+        b = BatchMaker(samples, cfg)(0)
+        unscored = torch.isnan(b["mos"])
+        # Every faulted crop scored above its source, so that the order hinge is active.
+        score = torch.where(unscored, 3.9, 2.0).requires_grad_()
+        cells = torch.rand(len(score), 1, 2, 2)
+        step_loss(Output(score, cells, cells, None), b, cfg).backward()
+        grads[order] = score.grad[unscored], b["below"][unscored] >= 0
+    assert grads[True][1].any() and (grads[True][0][grads[True][1]] != 0).all()
+    assert (grads[False][0] == 0).all()
+
+
+def test_peak_loss_asks_only_that_the_highest_cell_lies_in_the_region():
+    region = torch.zeros(1, 1, 4, 4)
+    region[0, 0, :2, :2] = 1
+    spread = torch.full((1, 1, 4, 4), 0.5)
+    spread[0, 0, 0, 0] = 0.9  # the peak is inside, most of the weight outside
+    assert peak_loss(spread, region) == 0
+    assert attention_loss(spread, region) > 1.0
+    outside = spread.clone()
+    outside[0, 0, 3, 3] = 0.95
+    assert peak_loss(outside, region) > 0
+    with pytest.raises(ValueError, match="peak"):
+        TrainConfig(attention_loss="max")
 
 
 def test_picture_faults_are_calibrated_without_synthetic_development_crops(pictures):

@@ -107,10 +107,15 @@ class TrainConfig:
     clean_share: float = 0.0
     cause_weight: float = 0.0  # cross-entropy of the cause head
     attention_weight: float = 0.0  # share of attention a local fault's region must hold
+    # "share": -log of the attention's share inside the region; "peak": a hinge that only asks the
+    # map's highest cell to lie inside it (what the pointing game measures).
+    attention_loss: str = "share"
     # Per development scene in a batch, crops of its best-rated version with a fault in one part
     # of the picture. The radiologists never scored them, so they carry no score: only the order
     # below their source, the region (attention loss) and the cause.
     pointing: int = 0
+    # False: pointing crops teach the region and the cause but not that they score under their source.
+    pointing_order: bool = True
     seed: int = 0
     checkpoint_every: int = 250
 
@@ -118,6 +123,8 @@ class TrainConfig:
         if self.tail_steps < 0 or (self.tail_steps and self.tail_lr <= 0):
             raise ValueError(f"a tail is tail_steps > 0 at a tail_lr > 0, not {self.tail_steps} steps at "
                              f"{self.tail_lr}; leave both out for none")
+        if self.attention_loss not in ("share", "peak"):
+            raise ValueError(f'attention_loss is "share" or "peak", not {self.attention_loss!r}')
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
@@ -418,6 +425,21 @@ class BatchMaker:
         }
 
 
+def step_loss(out, b: dict[str, torch.Tensor], config: TrainConfig) -> torch.Tensor:
+    """One batch's loss: the network's ``Output`` against the batch ``BatchMaker`` made."""
+    scored = ~torch.isnan(b["mos"])
+    score, mos = out.score[scored], b["mos"][scored]
+    loss = F.smooth_l1_loss(score, mos) + config.rank_weight * ranking_loss(score, mos, b["group"][scored])
+    if config.pointing and config.pointing_order:
+        loss = loss + config.rank_weight * order_loss(out.score, b["below"])
+    if config.cause_weight > 0 and out.cause is not None and (b["cause"] != IGNORE).any():
+        loss = loss + config.cause_weight * F.cross_entropy(out.cause, b["cause"], ignore_index=IGNORE)
+    if config.attention_weight > 0:
+        region_loss = peak_loss if config.attention_loss == "peak" else attention_loss
+        loss = loss + config.attention_weight * region_loss(out.weight, b["region"])
+    return loss
+
+
 def attention_loss(weight: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
     """-log of the share of attention inside a local fault's region (crops with one only)."""
     has = region.flatten(1).any(dim=1)
@@ -426,6 +448,17 @@ def attention_loss(weight: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
     w = weight[has].flatten(1)
     inside = (w * region[has].flatten(1)).sum(1)
     return -torch.log(inside / w.sum(1).clamp_min(1e-6) + 1e-6).mean()
+
+
+def peak_loss(weight: torch.Tensor, region: torch.Tensor, margin: float = 0.1) -> torch.Tensor:
+    """Hinge making the highest weight inside a local fault's region exceed the highest outside."""
+    has = region.flatten(1).any(dim=1) & ~region.flatten(1).all(dim=1)
+    if not has.any():
+        return weight.sum() * 0.0
+    w, r = weight[has].flatten(1), region[has].flatten(1).bool()
+    inside = w.masked_fill(~r, -1.0).amax(1)
+    outside = w.masked_fill(r, -1.0).amax(1)
+    return F.relu(margin - (inside - outside)).mean()
 
 
 def order_loss(pred: torch.Tensor, below: torch.Tensor, margin: float = 0.1) -> torch.Tensor:
@@ -560,16 +593,7 @@ def train(
             norm.momentum = 0.0 if focus else momentum
         for group in opt.param_groups:
             group["lr"] = _lr(step, config)
-        out = net(b["x"], detach_weight=focus and not config.focus_attention)
-        scored = ~torch.isnan(b["mos"])
-        score, mos = out.score[scored], b["mos"][scored]
-        loss = F.smooth_l1_loss(score, mos) + config.rank_weight * ranking_loss(score, mos, b["group"][scored])
-        if config.pointing:
-            loss = loss + config.rank_weight * order_loss(out.score, b["below"])
-        if config.cause_weight > 0 and out.cause is not None and (b["cause"] != IGNORE).any():
-            loss = loss + config.cause_weight * F.cross_entropy(out.cause, b["cause"], ignore_index=IGNORE)
-        if config.attention_weight > 0:
-            loss = loss + config.attention_weight * attention_loss(out.weight, b["region"])
+        loss = step_loss(net(b["x"], detach_weight=focus and not config.focus_attention), b, config)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)

@@ -24,6 +24,7 @@ from scipy import ndimage
 from ..causes import CAUSES
 from ..errors import InputError
 from ..models import GRID_STRIDE, MSIQANet, create_model
+from ..models.msiqa_net import Output
 from .datasets import Sample
 from .degrade import CAUSE_OF, FAMILIES, degrade
 from .handcrafted import Calibration, features
@@ -425,8 +426,8 @@ class BatchMaker:
         }
 
 
-def step_loss(out, b: dict[str, torch.Tensor], config: TrainConfig) -> torch.Tensor:
-    """One batch's loss: the network's ``Output`` against the batch ``BatchMaker`` made."""
+def step_loss(out: Output, b: dict[str, torch.Tensor], config: TrainConfig) -> torch.Tensor:
+    """One batch's loss: the network's output against the batch ``BatchMaker`` made."""
     scored = ~torch.isnan(b["mos"])
     score, mos = out.score[scored], b["mos"][scored]
     loss = F.smooth_l1_loss(score, mos) + config.rank_weight * ranking_loss(score, mos, b["group"][scored])

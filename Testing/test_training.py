@@ -1,6 +1,7 @@
 """Training pieces: metrics, degradations, calibration, dataset layouts, resumable training."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -146,18 +147,18 @@ def test_pointing_crops_fault_one_region_of_the_best_version_and_carry_no_score(
 
 
 def test_pointing_order_off_leaves_the_unscored_crops_scores_out_of_the_loss(two_scenes):
+    cfg = TrainConfig(batch_scenes=2, per_scene=3, crop=64, synthetic=0.0, pointing=2,
+                      phantom_scenes=0, clinical_scenes=0, physical_scenes=0)
+    b = BatchMaker(two_scenes, cfg)(0)
+    unscored = torch.isnan(b["mos"])
+    ordered = b["below"] >= 0  # a fault too mild to name is not ordered, with the hinge or without
+    cells = torch.rand(len(b["mos"]), 1, 2, 2)
     grads = {}
     for order in (True, False):
-        cfg = TrainConfig(batch_scenes=2, per_scene=3, crop=64, synthetic=0.0, pointing=2, pointing_order=order,
-                          phantom_scenes=0, clinical_scenes=0, physical_scenes=0)
-        b = BatchMaker(two_scenes, cfg)(0)
-        unscored = torch.isnan(b["mos"])
         # Every faulted crop scored above its source, so that the order hinge is active.
         score = torch.where(unscored, 3.9, 2.0).requires_grad_()
-        cells = torch.rand(len(score), 1, 2, 2)
-        step_loss(Output(score, cells, cells, None), b, cfg).backward()
+        step_loss(Output(score, cells, cells, None), b, replace(cfg, pointing_order=order)).backward()
         grads[order] = score.grad
-        ordered = b["below"] >= 0  # a fault too mild to name is not ordered, with the hinge or without
     assert ordered.any() and (grads[True][ordered] != 0).all()
     assert (grads[False][unscored] == 0).all()
 

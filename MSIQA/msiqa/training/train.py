@@ -124,8 +124,8 @@ class TrainConfig:
         if self.tail_steps < 0 or (self.tail_steps and self.tail_lr <= 0):
             raise ValueError(f"a tail is tail_steps > 0 at a tail_lr > 0, not {self.tail_steps} steps at "
                              f"{self.tail_lr}; leave both out for none")
-        if self.attention_loss not in ("share", "peak"):
-            raise ValueError(f'attention_loss is "share" or "peak", not {self.attention_loss!r}')
+        if self.attention_loss not in REGION_LOSSES:
+            raise ValueError(f"attention_loss is one of {sorted(REGION_LOSSES)}, not {self.attention_loss!r}")
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
@@ -436,8 +436,7 @@ def step_loss(out: Output, b: dict[str, torch.Tensor], config: TrainConfig) -> t
     if config.cause_weight > 0 and out.cause is not None and (b["cause"] != IGNORE).any():
         loss = loss + config.cause_weight * F.cross_entropy(out.cause, b["cause"], ignore_index=IGNORE)
     if config.attention_weight > 0:
-        region_loss = peak_loss if config.attention_loss == "peak" else attention_loss
-        loss = loss + config.attention_weight * region_loss(out.weight, b["region"])
+        loss = loss + config.attention_weight * REGION_LOSSES[config.attention_loss](out.weight, b["region"])
     return loss
 
 
@@ -460,6 +459,10 @@ def peak_loss(weight: torch.Tensor, region: torch.Tensor, margin: float = 0.1) -
     inside = w.masked_fill(~r, -1.0).amax(1)
     outside = w.masked_fill(r, -1.0).amax(1)
     return F.relu(margin - (inside - outside)).mean()
+
+
+# The recipe key ``attention_loss`` names one of these.
+REGION_LOSSES = {"share": attention_loss, "peak": peak_loss}
 
 
 def order_loss(pred: torch.Tensor, below: torch.Tensor, margin: float = 0.1) -> torch.Tensor:

@@ -17,8 +17,9 @@ from msiqa.training.datasets import Sample, load_dataset
 from msiqa.training.degrade import FAMILIES, degrade, split_layers
 from msiqa.training.metrics import correlations
 from msiqa.models.msiqa_net import Output
-from msiqa.training.train import (BatchMaker, TrainConfig, _lr, attention_loss, order_loss, peak_loss, ranking_loss,
-                                  step_loss, train)
+from msiqa.errors import InputError
+from msiqa.training.train import (BatchMaker, TrainConfig, _lr, attention_loss, map_divergence, order_loss, peak_loss,
+                                  ranking_loss, step_loss, train)
 from msiqa.render import fuse
 
 
@@ -177,6 +178,26 @@ def test_peak_loss_asks_only_that_the_highest_cell_lies_in_the_region():
         TrainConfig(attention_loss="max")
 
 
+def test_the_anchor_holds_the_maps_of_scored_crops_and_leaves_the_pointing_crops_free(two_scenes):
+    cfg = TrainConfig(batch_scenes=2, per_scene=3, crop=64, synthetic=0.0, pointing=2, attention_weight=0.0,
+                      phantom_scenes=0, clinical_scenes=0, physical_scenes=0, tail_steps=1, tail_lr=1e-4,
+                      anchor_weight=1.0)
+    b = BatchMaker(two_scenes, cfg)(0)
+    unscored = torch.isnan(b["mos"])
+    score = b["mos"].nan_to_num(2.0)
+    reference = torch.rand(len(score), 1, 2, 2) + 0.1
+    assert map_divergence(reference, 3 * reference) == pytest.approx(0.0, abs=1e-6)  # a map is where, not how much
+    plain = step_loss(Output(score, reference, reference, None), b, replace(cfg, anchor_weight=0.0))
+    same = step_loss(Output(score, 3 * reference, reference, None), b, cfg, Output(score, reference, reference, None))
+    assert same == pytest.approx(float(plain), abs=1e-6)
+    weight = torch.rand(len(score), 1, 2, 2).add(0.1).requires_grad_()
+    step_loss(Output(score, weight, reference, None), b, cfg, Output(score, reference, reference, None)).backward()
+    assert unscored.any() and (weight.grad[unscored] == 0).all()
+    assert (weight.grad[~unscored].flatten(1).abs().sum(1) > 0).all()
+    with pytest.raises(ValueError, match="needs tail_steps"):
+        TrainConfig(anchor_weight=1.0)
+
+
 def test_picture_faults_are_calibrated_without_synthetic_development_crops(pictures):
     """With ``synthetic: 0`` the development pictures keep their own faults, but simulated and real
     slices still get JPEG, impulse and noise faults: those must be labelled by the calibration
@@ -254,6 +275,24 @@ def test_a_tail_fine_tunes_at_its_own_rate_and_resumes_from_the_recipe_without_i
     for bad in (dict(tail_steps=2), dict(tail_steps=-1, tail_lr=1e-4)):
         with pytest.raises(ValueError, match="a tail is tail_steps > 0 at a tail_lr > 0"):
             TrainConfig(**cfg, **bad)
+
+
+def test_an_anchored_tail_resumes_inside_the_tail_against_the_network_it_started_from(dataset_folder, tmp_path):
+    samples = load_dataset(dataset_folder / "images", dataset_folder / "labels.csv")
+    cfg = dict(steps=2, batch_scenes=2, per_scene=2, crop=64, warmup=1, checkpoint_every=10, synthetic=0.5,
+               tail_lr=1e-3, anchor_weight=100.0)
+    quiet = dict(progress=False, log=lambda m: None)
+    whole = train(samples, TrainConfig(**cfg, tail_steps=3), out_dir=tmp_path / "a", **quiet)
+    train(samples, TrainConfig(**cfg, tail_steps=1), out_dir=tmp_path / "b", **quiet)
+    resumed = train(samples, TrainConfig(**cfg, tail_steps=3), out_dir=tmp_path / "b", **quiet)
+    for (k, v), w in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.allclose(v.float(), w.float(), atol=1e-6), k
+    free = train(samples, TrainConfig(**{**cfg, "anchor_weight": 0.0}, tail_steps=3), out_dir=tmp_path / "c", **quiet)
+    assert any(not torch.equal(v, free.state_dict()[k]) for k, v in whole.state_dict().items() if v.is_floating_point())
+    (tmp_path / "b" / "anchor.safetensors").unlink()
+    (tmp_path / "b" / "checkpoint.safetensors").write_bytes((tmp_path / "a" / "checkpoint.safetensors").read_bytes())
+    with pytest.raises(InputError, match="anchor.safetensors"):
+        train(samples, TrainConfig(**cfg, tail_steps=4), out_dir=tmp_path / "b", **quiet)
 
 
 @pytest.mark.parametrize("family", ["jpeg12", "jpeg2000"])

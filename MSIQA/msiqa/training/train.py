@@ -8,6 +8,7 @@ run resumed from a checkpoint continues exactly as if it had never stopped.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -117,6 +118,11 @@ class TrainConfig:
     pointing: int = 0
     # False: pointing crops teach the region and the cause but not that they score under their source.
     pointing_order: bool = True
+    # In a tail: KL divergence of the weight map on scored crops from the map of the network the
+    # tail started from. The map also averages a whole picture's cell scores, and what moved it on
+    # scored pictures cost the ranking (benchmarks/RESULTS.md, the anchored map); held there, the
+    # pointing crops can still teach it to peak on a local fault.
+    anchor_weight: float = 0.0
     seed: int = 0
     checkpoint_every: int = 250
 
@@ -124,6 +130,8 @@ class TrainConfig:
         if self.tail_steps < 0 or (self.tail_steps and self.tail_lr <= 0):
             raise ValueError(f"a tail is tail_steps > 0 at a tail_lr > 0, not {self.tail_steps} steps at "
                              f"{self.tail_lr}; leave both out for none")
+        if self.anchor_weight and not self.tail_steps:
+            raise ValueError("anchor_weight holds the map of the network a tail starts from: it needs tail_steps")
         if self.attention_loss not in REGION_LOSSES:
             raise ValueError(f"attention_loss is one of {sorted(REGION_LOSSES)}, not {self.attention_loss!r}")
 
@@ -426,8 +434,9 @@ class BatchMaker:
         }
 
 
-def step_loss(out: Output, b: dict[str, torch.Tensor], config: TrainConfig) -> torch.Tensor:
-    """One batch's loss: the network's output against the batch ``BatchMaker`` made."""
+def step_loss(out: Output, b: dict[str, torch.Tensor], config: TrainConfig, anchor: Output | None = None) -> torch.Tensor:
+    """One batch's loss: the network's output against the batch ``BatchMaker`` made, and with
+    ``anchor`` (the tail's starting network on the same batch) against that network's map."""
     scored = ~torch.isnan(b["mos"])
     score, mos = out.score[scored], b["mos"][scored]
     loss = F.smooth_l1_loss(score, mos) + config.rank_weight * ranking_loss(score, mos, b["group"][scored])
@@ -437,7 +446,18 @@ def step_loss(out: Output, b: dict[str, torch.Tensor], config: TrainConfig) -> t
         loss = loss + config.cause_weight * F.cross_entropy(out.cause, b["cause"], ignore_index=IGNORE)
     if config.attention_weight > 0:
         loss = loss + config.attention_weight * REGION_LOSSES[config.attention_loss](out.weight, b["region"])
+    if anchor is not None and config.anchor_weight > 0:
+        loss = loss + config.anchor_weight * map_divergence(anchor.weight[scored], out.weight[scored])
     return loss
+
+
+def map_divergence(reference: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """KL(reference || weight) between the maps as distributions over their cells, per crop, averaged."""
+    if not len(weight):
+        return weight.sum() * 0.0
+    p = reference.flatten(1) / reference.flatten(1).sum(1, keepdim=True).clamp_min(1e-6)
+    q = weight.flatten(1) / weight.flatten(1).sum(1, keepdim=True).clamp_min(1e-6)
+    return (p * (torch.log(p + 1e-8) - torch.log(q + 1e-8))).sum(1).mean()
 
 
 def attention_loss(weight: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
@@ -520,6 +540,29 @@ def _load_checkpoint(path: Path, net: MSIQANet, opt: torch.optim.Optimizer) -> i
     return step
 
 
+def _anchor_network(net: MSIQANet, ckpt: Path | None, step: int, config: TrainConfig) -> MSIQANet:
+    """The network a tail started from, as ``anchor_weight`` compares maps with: saved beside the
+    checkpoint when the tail starts, so that a run resumed inside the tail holds the same one."""
+    anchor = copy.deepcopy(net)
+    path = ckpt.with_name("anchor.safetensors") if ckpt is not None else None
+    if step == config.steps:
+        if path is not None:
+            save_file({k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}, str(path))
+    elif path is not None and path.exists():
+        anchor.load_state_dict(load_file(str(path)))
+    else:
+        raise InputError(f"this run resumes at step {step}, inside its tail, but the network the tail started "
+                         f"from (anchor.safetensors beside the checkpoint) is gone: start the tail again from "
+                         f"the checkpoint of step {config.steps}")
+    # Maps compared on the same batch, normalised as the training network's are (batch statistics),
+    # without dropout and without touching the running statistics.
+    for m in anchor.modules():
+        m.training = isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+        if m.training:
+            m.momentum = 0.0
+    return anchor.requires_grad_(False)
+
+
 def focus_bank(config: TrainConfig, physical: list[PhysicalGroup]) -> list[PhysicalGroup]:
     """The scanner-made groups the focus batches draw from: always slices that show the fault, since
     a focus on slices that do not teaches nothing (measurement 1), whatever the mixed batches draw."""
@@ -588,8 +631,10 @@ def train(
         from tqdm import tqdm
 
         bar = tqdm(total=config.total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
-    t0, running = time.time(), None
+    t0, running, anchor_net = time.time(), None, None
     for step in range(start, config.total_steps):
+        if config.anchor_weight > 0 and step >= config.steps and anchor_net is None:
+            anchor_net = _anchor_network(net, ckpt, step, config)
         torch.manual_seed(config.seed * 1_000_003 + step)
         b = make_batch(step)
         focus = make_batch.is_focus(step)
@@ -597,7 +642,11 @@ def train(
             norm.momentum = 0.0 if focus else momentum
         for group in opt.param_groups:
             group["lr"] = _lr(step, config)
-        loss = step_loss(net(b["x"], detach_weight=focus and not config.focus_attention), b, config)
+        anchor = None
+        if anchor_net is not None:
+            with torch.no_grad():
+                anchor = anchor_net(b["x"])
+        loss = step_loss(net(b["x"], detach_weight=focus and not config.focus_attention), b, config, anchor)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)

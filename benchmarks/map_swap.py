@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MSIQA"))
 from msiqa.models.msiqa_net import onto_scale  # noqa: E402
 from msiqa.training.datasets import load_labelled_folder  # noqa: E402
 from msiqa.training.metrics import correlations  # noqa: E402
+from msiqa.training.train import map_divergence  # noqa: E402
 from msiqa.weights import load_model  # noqa: E402
 
 from accuracy import folds_of  # noqa: E402
@@ -34,12 +35,6 @@ def maps_and_cells(path: Path, pictures: torch.Tensor) -> tuple[torch.Tensor, to
     with torch.inference_mode():
         outs = [net(pictures[i : i + 8]) for i in range(0, len(pictures), 8)]
     return torch.cat([o.weight for o in outs]).float(), torch.cat([o.cell_score for o in outs]).float()
-
-
-def divergence(reference: torch.Tensor, weight: torch.Tensor) -> float:
-    """Mean KL(reference || weight) of the maps as distributions over their cells."""
-    p, q = (m.flatten(1) / m.flatten(1).sum(1, keepdim=True) for m in (reference, weight))
-    return float((p * (p.log() - q.log())).sum(1).mean())
 
 
 def main() -> None:
@@ -71,7 +66,7 @@ def main() -> None:
     print(f"| {args.base.stem} (base) | {srocc(wb, cb)} | - | - | {srocc(flat, cb)} | - |")
     for path in args.models:
         w, c = maps_and_cells(path, pictures)
-        print(f"| {path.stem} | {srocc(w, c)} | {srocc(wb, c)} | {srocc(w, cb)} | {srocc(flat, c)} | {divergence(wb, w):.3f} |")
+        print(f"| {path.stem} | {srocc(w, c)} | {srocc(wb, c)} | {srocc(w, cb)} | {srocc(flat, c)} | {float(map_divergence(wb, w)):.3f} |")
 
 
 if __name__ == "__main__":

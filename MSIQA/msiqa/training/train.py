@@ -103,6 +103,8 @@ class TrainConfig:
     # tail, step for step, so a tail can resume from that recipe's final checkpoint. Meant for focus
     # steps interleaved with mixed ones on a trained network; 400 such steps at up to 3e-4 did not
     # make misregistration or breathing seen (benchmarks/RESULTS.md, fine-tuning tails).
+    # Every other key acts on all steps, the first ``steps`` included: the measured pointing tails
+    # (recipes 17-30) resumed from a checkpoint of the recipe without their losses.
     tail_steps: int = 0
     tail_lr: float = 0.0
     # Of the versions after the first in a simulated or real group, the share that stays clean.
@@ -120,7 +122,7 @@ class TrainConfig:
     pointing_order: bool = True
     # In a tail: KL divergence of the weight map on scored crops from the map of the network the
     # tail started from. The map also averages a whole picture's cell scores, and what moved it on
-    # scored pictures cost the ranking (benchmarks/RESULTS.md, the anchored map); held there, the
+    # scored pictures cost the ranking (benchmarks/RESULTS.md, the anchored pointing tail); held there, the
     # pointing crops can still teach it to peak on a local fault.
     anchor_weight: float = 0.0
     seed: int = 0

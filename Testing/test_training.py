@@ -277,6 +277,27 @@ def test_a_tail_fine_tunes_at_its_own_rate_and_resumes_from_the_recipe_without_i
             TrainConfig(**cfg, **bad)
 
 
+def test_a_tail_can_bring_its_own_losses_and_pointing_crops(two_scenes, dataset_folder, tmp_path):
+    """A recipe whose pointing crops and attention loss start with its tail trains its first ``steps``
+    as the recipe without them, so one command makes what a tail resumed from that recipe makes."""
+    tail = dict(pointing=2, attention_weight=1.0, attention_loss="peak", anchor_weight=2.0)
+    cfg = TrainConfig(batch_scenes=2, per_scene=3, crop=64, synthetic=0.0, phantom_scenes=0, clinical_scenes=0,
+                      physical_scenes=0, steps=3, tail_steps=2, tail_lr=1e-4, tail=tail)
+    assert cfg.at(2) is cfg and cfg.at(3).pointing == 2 and cfg.at(3).attention_loss == "peak" and not cfg.at(3).tail
+    make, plain = BatchMaker(two_scenes, cfg), BatchMaker(two_scenes, replace(cfg, tail={}, tail_steps=0))
+    assert torch.equal(make(2)["x"], plain(2)["x"])  # before the tail: the recipe without it
+    assert torch.isnan(make(3)["mos"]).sum() == 4  # in the tail: two pointing crops per scene
+    samples = load_dataset(dataset_folder / "images", dataset_folder / "labels.csv")
+    quiet = dict(progress=False, log=lambda m: None)
+    small = dict(steps=2, batch_scenes=2, per_scene=2, crop=64, warmup=1, checkpoint_every=10, synthetic=0.5,
+                 tail_steps=2, tail_lr=1e-3)
+    train(samples, TrainConfig(**small, tail=tail), out_dir=tmp_path / "a", **quiet)
+    assert (tmp_path / "a" / "anchor.safetensors").exists()  # the tail's anchor weight took effect
+    for bad in (dict(tail={"steps": 5}), dict(tail={"pointing": 2}, tail_steps=0)):
+        with pytest.raises(ValueError, match="tail gives other values"):
+            replace(cfg, **bad)
+
+
 def test_an_anchored_tail_resumes_inside_the_tail_against_the_network_it_started_from(dataset_folder, tmp_path):
     samples = load_dataset(dataset_folder / "images", dataset_folder / "labels.csv")
     cfg = dict(steps=2, batch_scenes=2, per_scene=2, crop=64, warmup=1, checkpoint_every=10, synthetic=0.5,

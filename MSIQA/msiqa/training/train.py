@@ -12,7 +12,7 @@ import copy
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,6 +44,10 @@ UNCALIBRATED_DROP = 1.5
 LOCAL_FAULTS = set(FAMILIES) | {"motion", "streaks"}
 DEV_PX_MM = 0.9  # the development pictures: 512 pixels over a ~46 cm thoracic field of view
 IGNORE = -100  # cross-entropy's ignore index: no cause label for this crop
+# Recipe keys a tail may change (``TrainConfig.tail``): what a step's loss and its pointing crops are
+# made of, none that needs data loaded before training starts.
+TAIL_KEYS = {"pointing", "pointing_order", "attention_weight", "attention_loss", "cause_weight", "anchor_weight",
+             "rank_weight", "focus_attention"}
 
 
 @dataclass
@@ -103,10 +107,12 @@ class TrainConfig:
     # tail, step for step, so a tail can resume from that recipe's final checkpoint. Meant for focus
     # steps interleaved with mixed ones on a trained network; 400 such steps at up to 3e-4 did not
     # make misregistration or breathing seen (benchmarks/RESULTS.md, fine-tuning tails).
-    # Every other key acts on all steps, the first ``steps`` included: the measured pointing tails
-    # (recipes 17-30) resumed from a checkpoint of the recipe without their losses.
+    # Every other key acts on all steps, the first ``steps`` included, unless ``tail`` gives it
+    # another value for the tail's steps (only the keys in TAIL_KEYS: losses and pointing crops).
+    # The measured pointing tails (recipes 17-30) resumed from a checkpoint of the recipe without them.
     tail_steps: int = 0
     tail_lr: float = 0.0
+    tail: dict[str, Any] = field(default_factory=dict)
     # Of the versions after the first in a simulated or real group, the share that stays clean.
     clean_share: float = 0.0
     cause_weight: float = 0.0  # cross-entropy of the cause head
@@ -132,6 +138,10 @@ class TrainConfig:
         if self.tail_steps < 0 or (self.tail_steps and self.tail_lr <= 0):
             raise ValueError(f"a tail is tail_steps > 0 at a tail_lr > 0, not {self.tail_steps} steps at "
                              f"{self.tail_lr}; leave both out for none")
+        unknown = set(self.tail) - TAIL_KEYS
+        if unknown or (self.tail and not self.tail_steps):
+            raise ValueError(f"tail gives other values in the tail's steps to {sorted(TAIL_KEYS)} and needs "
+                             f"tail_steps; not {sorted(unknown) or 'without tail_steps'}")
         if self.anchor_weight and not self.tail_steps:
             raise ValueError("anchor_weight holds the map of the network a tail starts from: it needs tail_steps")
         if self.attention_loss not in REGION_LOSSES:
@@ -143,6 +153,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def at(self, step: int) -> "TrainConfig":
+        """The recipe as it holds for ``step``: with the tail's own values once the tail has begun."""
+        return replace(self, **self.tail, tail={}) if self.tail and step >= self.steps else self
 
     @property
     def total_steps(self) -> int:
@@ -205,7 +219,7 @@ class BatchMaker:
         """``phantom`` and ``clinical``: clean slices (``PhantomSlice``), one list per study;
         ``physical``: simulated slices with their scanner-made faults; ``focus``: those the focus
         batches draw from (default: ``physical``'s groups of the focus families)."""
-        self.samples, self.c = samples, config
+        self.samples, self.recipe, self.c = samples, config, config
         self.by_scene: dict[str, list[int]] = {}
         for i, s in enumerate(samples):
             self.by_scene.setdefault(s.scene, []).append(i)
@@ -386,6 +400,7 @@ class BatchMaker:
         return crops
 
     def __call__(self, step: int) -> dict[str, torch.Tensor]:
+        self.c = self.recipe.at(step)
         rng = np.random.default_rng([self.c.seed, step])
         if self.is_focus(step):
             return self._collate([c for g in range(self.c.focus_groups) for c in self._physical_crops(g, rng, focus=True)])
@@ -635,7 +650,8 @@ def train(
         bar = tqdm(total=config.total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
     t0, running, anchor_net = time.time(), None, None
     for step in range(start, config.total_steps):
-        if config.anchor_weight > 0 and step >= config.steps and anchor_net is None:
+        now = config.at(step)
+        if now.anchor_weight > 0 and step >= config.steps and anchor_net is None:
             anchor_net = _anchor_network(net, ckpt, step, config)
         torch.manual_seed(config.seed * 1_000_003 + step)
         b = make_batch(step)
@@ -648,7 +664,7 @@ def train(
         if anchor_net is not None:
             with torch.no_grad():
                 anchor = anchor_net(b["x"])
-        loss = step_loss(net(b["x"], detach_weight=focus and not config.focus_attention), b, config, anchor)
+        loss = step_loss(net(b["x"], detach_weight=focus and not now.focus_attention), b, now, anchor)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)

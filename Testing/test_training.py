@@ -296,6 +296,8 @@ def test_a_tail_can_bring_its_own_losses_and_pointing_crops(two_scenes, dataset_
     for bad in (dict(tail={"steps": 5}), dict(tail={"pointing": 2}, tail_steps=0)):
         with pytest.raises(ValueError, match="tail gives other values"):
             replace(cfg, **bad)
+    with pytest.raises(ValueError, match="attention_loss is one of"):  # before training, not at its tail
+        replace(cfg, tail={"attention_loss": "max"})
 
 
 def test_an_anchored_tail_resumes_inside_the_tail_against_the_network_it_started_from(dataset_folder, tmp_path):

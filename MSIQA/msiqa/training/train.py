@@ -142,6 +142,7 @@ class TrainConfig:
         if unknown or (self.tail and not self.tail_steps):
             raise ValueError(f"tail gives other values in the tail's steps to {sorted(TAIL_KEYS)} and needs "
                              f"tail_steps; not {sorted(unknown) or 'without tail_steps'}")
+        self.at(self.steps)  # the tail's values are checked now, not when the tail begins
         if self.anchor_weight and not self.tail_steps:
             raise ValueError("anchor_weight holds the map of the network a tail starts from: it needs tail_steps")
         if self.attention_loss not in REGION_LOSSES:

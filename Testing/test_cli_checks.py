@@ -21,7 +21,7 @@ from msiqa import cli
 from msiqa.models import GRID_STRIDE
 from msiqa.render import SliceRenderer
 from msiqa.volumes import MIN_PICTURE_SIZE
-from test_volumes import assert_fails, ct_array, image, pet_array, write, write_dicom_series
+from test_volumes import K, assert_fails, ct_array, image, pet_array, write, write_dicom_series
 
 FAST = ["--device", "cpu", "-q"]
 
@@ -108,6 +108,33 @@ def test_the_smallest_accepted_volume_is_assessed(tmp_path):
     out = tmp_path / "out"
     assert cli.main(["assess", "--ct", str(write(image(hu), tmp_path / "ct.nrrd")), "--out", str(out), *FAST]) == 0
     assert len(list(csv.reader(open(out / "scores.csv")))) == hu.shape[0] + 1
+
+
+def coarse_pet(every: int) -> np.ndarray:
+    """The test PET with one voxel for every `every` x `every` of its own (a coarser scanner)."""
+    return pet_array()[:, ::every, ::every].copy()
+
+
+def test_a_coarse_pet_under_a_ct_is_assessed_on_the_ct_grid(tmp_path):
+    # 13x13 PET voxels of 10 mm: too few to picture alone at the voxels' size, but the pictures
+    # are the CT's 64x64 (STS_002 of the IBSI test data is such a pair: a 30x27 PET crop under its CT).
+    pet = write(image(coarse_pet(5), spacing=(10.0, 10.0, 3.0), origin=(3.0, 3.0, 0.0)), tmp_path / "in" / "pet.nrrd")
+    ct = write(image(ct_array()), tmp_path / "in" / "ct.nrrd")
+    out = tmp_path / "out"
+    assert cli.main(["assess", "--ct", str(ct), "--pet", str(pet), "--out", str(out), *FAST]) == 0
+    assert len(list(csv.reader(open(out / "scores.csv")))) == K + 1
+
+
+def test_a_pet_alone_is_sized_as_it_is_shown(tmp_path, capsys):
+    # 22x22 voxels of 6 mm are shown as 66x66 pixels of 2 mm: assessed.
+    out = tmp_path / "accepted"
+    pet = write(image(coarse_pet(3), spacing=(6.0, 6.0, 3.0)), tmp_path / "in" / "pet.nrrd")
+    assert cli.main(["assess", "--pet", str(pet), "--out", str(out), *FAST]) == 0
+    assert len(list(csv.reader(open(out / "scores.csv")))) == K + 1
+    # 22x22 voxels of 2.5 mm are 28x28 pixels, less than one network cell: refused, saying so.
+    small = write(image(coarse_pet(3), spacing=(2.5, 2.5, 3.0)), tmp_path / "in" / "small.nrrd")
+    assert_fails(tmp_path, capsys, ["--pet", str(small)], "PET: slices of 28x28 pixels", "22x22 voxels of 2.5 x 2.5 mm",
+                 "too small to assess")
 
 
 def test_picture_too_small_to_score(tmp_path, capsys, network_calls):

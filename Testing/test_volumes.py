@@ -18,6 +18,7 @@ from pydicom.uid import generate_uid
 
 from msiqa import cli
 from msiqa.errors import InputError
+from msiqa.render import pseudo_suv_factor
 from msiqa.volumes import axial_order, read_volume, suv_info
 from msiqa.weights import DEFAULT_MODEL, WEIGHTS_DIR, load_model
 
@@ -293,6 +294,25 @@ def test_reads_a_pet_dicom_series_with_suv_tags(tmp_path, start, series_time, el
     expected = weight * 1000.0 / (dose * 2.0 ** (-elapsed / half_life))  # g / (Bq at scan start)
     assert info.factor == pytest.approx(expected, rel=1e-9)
     assert "DICOM" in info.method
+
+
+def test_a_pet_dicom_series_in_suv_units_is_read_as_suv(tmp_path):
+    # Units GML (g/ml) means the values are SUVbw already, as the IBSI sarcoma PET crops store them:
+    # rescaling them again by their own median would move the colour map a reader sees.
+    suv = (pet_array() / 10000.0).astype(np.float32)  # body SUV 0.5, lesion 3
+    bits = {"0028|0100": "16", "0028|0101": "16", "0028|0102": "15", "0028|0103": "1"}
+    folder = write_dicom_series(tmp_path / "pet", suv, (4.0, 4.0, 3.0), (0.0, 0.0, 0.0), "PT",
+                                0.001, 0, bits)
+    for f in sorted(folder.iterdir()):
+        ds = pydicom.dcmread(str(f))
+        ds.Units = "GML"
+        ds.PatientWeight = 71.0
+        ds.save_as(str(f))
+    pet = read_volume(folder, "PET")
+    assert np.allclose(sitk.GetArrayViewFromImage(pet), suv, atol=1e-3)
+    info = suv_info(pet)
+    assert info.factor == 1.0 and "GML" in info.method
+    assert pseudo_suv_factor(pet) != pytest.approx(1.0, abs=0.05)  # the fallback would have rescaled it
 
 
 def test_suv_from_volume_metadata(tmp_path):

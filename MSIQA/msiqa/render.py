@@ -25,7 +25,7 @@ from scipy import ndimage
 
 from .errors import InputError
 from .results import Geometry
-from .volumes import VolumeLike, axial_order, check_overlap, read_volume, suv_info
+from .volumes import VolumeLike, axial_order, check_overlap, check_picture_size, read_volume, suv_info
 
 
 # The finest voxels of clinical PET reconstructions: at this pixel size no scanner's PET loses
@@ -142,6 +142,12 @@ class SliceRenderer:
         self._picture_grid = display_shape(ny, nx, (sy, sx)) if ref_role == "PET" else self._grid
         if self._picture_grid != self._grid:
             self.description["display"] = f"PET alone shown at {PET_DISPLAY_MM:g} mm pixels, its voxels are {sx:.3g} x {sy:.3g} mm"
+        # The size that matters is the pictures': a PET under a CT is resampled onto the CT's grid,
+        # and a PET alone is shown at PET_DISPLAY_MM, so coarse PET voxels alone are no reason to refuse.
+        rows, cols = self._picture_grid
+        shown = f" ({nx}x{ny} voxels of {sx:.3g} x {sy:.3g} mm shown at {PET_DISPLAY_MM:g} mm pixels)" if (
+            self._picture_grid != self._grid) else ""
+        check_picture_size(cols, rows, f"{ref_role}: slices of", shown)
 
     @property
     def geometry(self) -> Geometry:

@@ -119,7 +119,6 @@ def check_volume(image: sitk.Image, role: str, *, rgb: bool = False) -> sitk.Ima
         )
     if min(image.GetSize()) < 1:
         raise InputError(f"{role}: the volume is empty (size {image.GetSize()}).")
-    check_picture_size(image.GetSize()[0], image.GetSize()[1], f"{role}: slices of")
     a = sitk.GetArrayViewFromImage(image)
     if a.dtype.kind == "f":
         bad = ~np.isfinite(a)
@@ -133,11 +132,11 @@ def check_volume(image: sitk.Image, role: str, *, rgb: bool = False) -> sitk.Ima
     return image
 
 
-def check_picture_size(width: int, height: int, what: str) -> None:
+def check_picture_size(width: int, height: int, what: str, shown: str = "") -> None:
     """Refuse pictures (or slices) smaller than one cell of the network's grid."""
     if min(width, height) < MIN_PICTURE_SIZE:
         raise InputError(
-            f"{what} {width}x{height} pixels are too small to assess: the network scores cells of "
+            f"{what} {width}x{height} pixels{shown} are too small to assess: the network scores cells of "
             f"{MIN_PICTURE_SIZE}x{MIN_PICTURE_SIZE} pixels and needs at least one whole cell. "
             "Give the full-resolution image."
         )
@@ -214,6 +213,8 @@ def _dicom_suv(path: str) -> SUVInfo:
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     units = str(getattr(ds, "Units", "")).upper()
     weight = float(getattr(ds, "PatientWeight", 0) or 0)
+    if units == "GML":  # DICOM PS3.3 C.8.9.1.1.3: g/ml is SUVbw, the values are SUV already
+        return SUVInfo(1.0, "SUVbw from DICOM (Units GML: the values are SUV already)")
     seq = getattr(ds, "RadiopharmaceuticalInformationSequence", None)
     if units != "BQML" or weight <= 0 or not seq:
         return SUVInfo(None, f"DICOM PET lacks SUV tags (Units={units or 'missing'}, weight={weight or 'missing'})")

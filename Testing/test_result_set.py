@@ -11,6 +11,7 @@ import SimpleITK as sitk
 
 from msiqa.errors import MSIQAError
 from msiqa.result_set import read_result_dir
+from msiqa.results import Assessment, Geometry
 
 
 def write_set(folder, scores, causes=None, confidence=None, threshold=2.0):
@@ -57,3 +58,26 @@ def test_inconsistent_or_missing_sets_are_refused(tmp_path):
     (tmp_path / "heatmap.nrrd").unlink()
     with pytest.raises(MSIQAError, match="cannot be read back"):
         read_result_dir(tmp_path)
+
+
+def test_a_flagged_slice_is_named_after_its_most_likely_fault():
+    # The head finds "none" likeliest on slices 0 and 1; slice 1 is flagged, so it is named after
+    # the fault the head ranks first, with the head's probability of that fault.
+    names = ("none", "compression", "noise", "pet_low_counts")
+    probs = np.array([[0.5, 0.1, 0.3, 0.1], [0.5, 0.1, 0.3, 0.1], [0.2, 0.1, 0.1, 0.6]], dtype=np.float32)
+    heat = np.zeros((3, 2, 2), np.float32)
+    geometry = Geometry((2, 2, 3), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    a = Assessment(np.array([3.0, 1.5, 1.0]), heat, geometry, cause_names=names, cause_probs=probs)
+    assert a.causes == ["none", "noise", "pet_low_counts"]
+    assert np.allclose(a.cause_confidence, [0.5, 0.3, 0.6])
+    assert a.summary()["flagged_causes"] == {1: "noise", 2: "pet_low_counts"}
+    assert a.with_threshold(1.2).causes == ["none", "none", "pet_low_counts"]
+
+
+def test_a_flagged_slice_stored_as_none_is_not_given_a_made_up_fault(tmp_path):
+    # A result written before flagged slices were named after a fault: its file holds "none" and
+    # one confidence, so every fault is equally likely on reading it back and none is picked.
+    write_set(tmp_path, [1.0, 1.5], causes=["none", "noise"], confidence=[0.55, 0.7])
+    a = read_result_dir(tmp_path)
+    assert a.causes == ["none", "noise"]
+    assert np.allclose(a.cause_confidence, [0.55, 0.7], atol=1e-6)

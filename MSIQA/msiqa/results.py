@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from .causes import name_causes
+
 
 @dataclass(frozen=True)
 class Geometry:
@@ -63,16 +65,18 @@ class Assessment:
 
     @property
     def causes(self) -> list[str]:
-        """The most likely fault of each slice ("" where the model names none)."""
+        """The fault each slice is named after ("" where the model names none); a flagged slice
+        gets its most likely fault (msiqa.causes.name_causes)."""
         if not self.cause_names or self.cause_probs is None:
             return [""] * len(self.scores)
-        return [self.cause_names[i] for i in self.cause_probs.argmax(axis=1)]
+        return name_causes(self.cause_probs, self.cause_names, self.flagged)[0]
 
     @property
     def cause_confidence(self) -> np.ndarray:
+        """The head's probability of each slice's named cause."""
         if not self.cause_names or self.cause_probs is None:
             return np.full(len(self.scores), np.nan, dtype=np.float32)
-        return self.cause_probs.max(axis=1)
+        return name_causes(self.cause_probs, self.cause_names, self.flagged)[1]
 
     def with_threshold(self, threshold: float) -> "Assessment":
         return replace(self, threshold=float(threshold))

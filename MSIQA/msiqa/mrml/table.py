@@ -33,7 +33,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("threshold", vtk.vtkDoubleArray, lambda a: [float(a.threshold)] * len(a.scores),
            "Flagging threshold"),
     Column("cause", vtk.vtkStringArray, lambda a: list(a.causes),
-           "Most likely fault (msiqa.causes), empty for a model without a cause head"),
+           "Most likely fault, for a flagged slice never none (msiqa.causes), empty for a model without a cause head"),
     Column("cause_confidence", vtk.vtkDoubleArray, lambda a: np.asarray(a.cause_confidence, dtype=np.float64).tolist(),
            "Probability the model gives that fault, 0-1"),
 )

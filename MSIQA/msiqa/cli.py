@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import __version__
+from .causes import name_causes
 from .errors import InputError, MSIQAError
 from .progress import BarReporter, JsonlReporter, Reporter, event_channel
 
@@ -643,8 +644,9 @@ def _score_row(image: str, scored=None, causes: Sequence[str] = (), error: str =
         return [image, "", "", "", error]
     cause, confidence = "", ""
     if scored.causes is not None and causes:
-        best = int(scored.causes[0].argmax())
-        cause, confidence = causes[best], f"{float(scored.causes[0, best]):.3f}"
+        # 'score' flags nothing (it has no threshold), so this is the head's own first choice
+        names, probs = name_causes(scored.causes[:1], tuple(causes), np.zeros(1, dtype=bool))
+        cause, confidence = names[0], f"{float(probs[0]):.3f}"
     return [image, f"{float(scored.scores[0]):.4f}", cause, confidence, error]
 
 

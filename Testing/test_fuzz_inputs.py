@@ -26,6 +26,7 @@ from msiqa import cli
 from msiqa.assess import Scorer, assess
 from msiqa.errors import InputError
 from msiqa.results import Assessment, Geometry
+from msiqa.render import PET_DISPLAY_MM
 from msiqa.volumes import MIN_PICTURE_SIZE
 
 SUFFIXES = (".nrrd", ".nii.gz", ".nii", ".mha")
@@ -100,6 +101,10 @@ def cases(draw, valid: bool) -> dict[str, sitk.Image]:
     if kind == "rgb":
         return {"rgb": draw(volumes(valid, rgb=True))}
     ct = draw(volumes(valid))
+    if kind == "pet" and valid:
+        # A lone PET is pictured at PET_DISPLAY_MM pixels: its picture, not its voxel grid, must hold a cell.
+        ct.SetSpacing([max(s, PET_DISPLAY_MM * MIN_PICTURE_SIZE / n) if axis < 2 else s
+                       for axis, (s, n) in enumerate(zip(ct.GetSpacing(), ct.GetSize()))])
     if kind != "pair":
         return {kind: ct}
     pet = draw(volumes(valid))

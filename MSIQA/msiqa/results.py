@@ -84,6 +84,7 @@ class Assessment:
     def summary(self) -> dict[str, Any]:
         s = self.scores.astype(np.float64)
         flagged = np.flatnonzero(self.flagged)
+        causes = self.causes  # once: each reading names every slice
         return {
             "slices": int(s.size),
             "mean": float(s.mean()),
@@ -93,7 +94,7 @@ class Assessment:
             "threshold": float(self.threshold),
             "flagged_count": int(flagged.size),
             "flagged_slices": [int(k) for k in flagged],
-            "flagged_causes": {int(k): self.causes[k] for k in flagged} if self.cause_names else {},
+            "flagged_causes": {int(k): causes[k] for k in flagged} if self.cause_names else {},
             "complete": bool(self.complete),
             "rendering": self.rendering,
             "model": self.model,

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 from scipy import ndimage
 
 from msiqa.causes import CAUSES
@@ -187,3 +188,29 @@ def test_batches_label_every_crop_and_never_reward_a_fault(phantom_slices):
             mos = b["mos"][b["group"] == g]
             assert float(mos[0]) == pytest.approx(CLEAN_MOS) and bool((mos[1:] <= mos[0]).all())
     assert "none" in seen_causes and len(seen_causes) >= 3
+
+
+def test_a_tail_adds_real_studies_without_changing_the_steps_before_it():
+    """Real studies named for the tail only: the recipe's first ``steps`` draw exactly what the recipe
+    without them draws (so the tail can resume from its checkpoint), the tail draws from both."""
+    study = load_sample_study()
+    pics = SliceRenderer(ct=study.ct_path, pet=study.pet_path).render(12, 14)
+    samples = [Sample(f"{i}", pics[i], 3.5 - i * 0.5, f"S{i}", 0) for i in range(2)]
+    pet_alone, ct_alone = clinical_slices(pet=study.pet_path, every=20), clinical_slices(ct=study.ct_path, every=20)
+    base = dict(batch_scenes=2, per_scene=3, crop=64, synthetic=0.0, clinical_scenes=1, steps=4)
+    cfg = TrainConfig(**base, tail_steps=20, tail_lr=1e-4, tail_clinical_volumes=[{"ct": "ct"}])
+    make = BatchMaker(samples, cfg, clinical=[pet_alone], tail_clinical=[ct_alone])
+    plain = BatchMaker(samples, TrainConfig(**base), clinical=[pet_alone])
+    for step in range(4):
+        assert torch.equal(make(step)["x"], plain(step)["x"])
+
+    def real_group_is_grey(b):  # a CT alone renders grey, a PET alone in colour
+        x = b["x"][b["group"] == 2]
+        return bool((x[:, 0] == x[:, 1]).all() and (x[:, 1] == x[:, 2]).all())
+
+    assert not any(real_group_is_grey(make(step)) for step in range(4))
+    assert any(real_group_is_grey(make(step)) for step in range(4, 24))
+    for bad in (dict(tail_clinical_volumes=[{"ct": "ct"}]), dict(tail_steps=2, tail_lr=1e-4, clinical_scenes=0,
+                                                                 tail_clinical_volumes=[{"ct": "ct"}])):
+        with pytest.raises(ValueError, match="needs tail_steps and clinical_scenes > 0"):
+            TrainConfig(**{**base, **bad})

@@ -113,6 +113,10 @@ class TrainConfig:
     tail_steps: int = 0
     tail_lr: float = 0.0
     tail: dict[str, Any] = field(default_factory=dict)
+    # Real studies (as ``clinical_volumes``) the clean clinical groups also draw from in the tail's
+    # steps only, so that a tail can teach the normal noise of more scanners and still resume from
+    # the checkpoint of the recipe without them.
+    tail_clinical_volumes: list[dict[str, str]] = field(default_factory=list)
     # Of the versions after the first in a simulated or real group, the share that stays clean.
     clean_share: float = 0.0
     cause_weight: float = 0.0  # cross-entropy of the cause head
@@ -143,6 +147,9 @@ class TrainConfig:
             raise ValueError(f"tail gives other values in the tail's steps to {sorted(TAIL_KEYS)} and needs "
                              f"tail_steps; not {sorted(unknown) or 'without tail_steps'}")
         self.at(self.steps)  # the tail's values are checked now, not when the tail begins
+        if self.tail_clinical_volumes and not (self.tail_steps and self.clinical_scenes > 0):
+            raise ValueError("tail_clinical_volumes adds real studies to the tail's clean clinical groups: it "
+                             "needs tail_steps and clinical_scenes > 0")
         if self.anchor_weight and not self.tail_steps:
             raise ValueError("anchor_weight holds the map of the network a tail starts from: it needs tail_steps")
         if self.attention_loss not in REGION_LOSSES:
@@ -216,8 +223,9 @@ class Crop:
 class BatchMaker:
     def __init__(self, samples: list[Sample], config: TrainConfig, phantom: list[list] | None = None,
                  clinical: list[list] | None = None, physical: list[PhysicalGroup] | None = None,
-                 focus: list[PhysicalGroup] | None = None):
-        """``phantom`` and ``clinical``: clean slices (``PhantomSlice``), one list per study;
+                 focus: list[PhysicalGroup] | None = None, tail_clinical: list[list] | None = None):
+        """``phantom`` and ``clinical``: clean slices (``PhantomSlice``), one list per study
+        (``tail_clinical``: the real studies added in the tail's steps);
         ``physical``: simulated slices with their scanner-made faults; ``focus``: those the focus
         batches draw from (default: ``physical``'s groups of the focus families)."""
         self.samples, self.recipe, self.c = samples, config, config
@@ -228,6 +236,7 @@ class BatchMaker:
         self.best = {scene: max(members, key=lambda i: samples[i].mos) for scene, members in self.by_scene.items()}
         self.phantom = phantom or []
         self.clinical = clinical or []
+        self.tail_clinical = tail_clinical or []
         self.physical = physical or []
         self.focus = [g for g in (self.physical if focus is None else focus) if g.family in config.focus_families]
         for key in ("physical_weights", "focus_families"):
@@ -420,7 +429,8 @@ class BatchMaker:
             if self.c.pointing:
                 crops.extend(self._pointing_crops(self.scenes[si], window, g, len(crops), rng))
         group = len(scenes)
-        for bank, n in ((self.phantom, self.c.phantom_scenes), (self.clinical, self.c.clinical_scenes)):
+        clinical = self.clinical + self.tail_clinical if step >= self.recipe.steps else self.clinical
+        for bank, n in ((self.phantom, self.c.phantom_scenes), (clinical, self.c.clinical_scenes)):
             for _ in range(n if bank else 0):
                 crops.extend(self._clean_slice_crops(bank, group, rng))
                 group += 1
@@ -625,21 +635,23 @@ def train(
             for noise in config.phantom_noise_seeds:
                 phantom.append(simulate_slices(noise, anatomy))
         log(f"{sum(map(len, phantom))} clean simulated slices from {len(phantom)} studies")
-    clinical = []
-    if config.clinical_scenes > 0 and config.clinical_volumes:
+    clinical, tail_clinical = [], []
+    if config.clinical_scenes > 0 and (config.clinical_volumes or config.tail_clinical_volumes):
         if clinical_root is None:
             raise InputError("this recipe trains on real clinical studies (clinical_volumes): give the folder "
                              "they are in (--clinical-root); the model card names their public source.")
-        for volume in config.clinical_volumes:
-            paths = {role: Path(clinical_root) / rel for role, rel in volume.items()}
-            clinical.append(clinical_slices(**paths, every=config.clinical_every))
-        log(f"{sum(map(len, clinical))} clean clinical slices from {len(clinical)} studies")
+        for volumes, bank in ((config.clinical_volumes, clinical), (config.tail_clinical_volumes, tail_clinical)):
+            for volume in volumes:
+                paths = {role: Path(clinical_root) / rel for role, rel in volume.items()}
+                bank.append(clinical_slices(**paths, every=config.clinical_every))
+        log(f"{sum(map(len, clinical))} clean clinical slices from {len(clinical)} studies"
+            + (f", {sum(map(len, tail_clinical))} more from {len(tail_clinical)} in the tail" if tail_clinical else ""))
     physical = []
     if config.physical_scenes > 0:
         physical = build_bank(config.physical_anatomies, config.physical_noise_seed, config.physical_slices, seed=config.seed,
                               pick=config.physical_pick)
         log(f"{len(physical)} simulated slices with scanner-made faults, {sum(len(g.faulted) for g in physical)} versions")
-    make_batch = BatchMaker(samples, config, phantom, clinical, physical, focus_bank(config, physical))
+    make_batch = BatchMaker(samples, config, phantom, clinical, physical, focus_bank(config, physical), tail_clinical)
     net.train()
     # A focus batch holds one kind of picture: its statistics must not become the running ones
     # every picture is normalised with at inference (they cost a half-focus tail 0.05 on fold 0).

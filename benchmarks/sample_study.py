@@ -34,21 +34,22 @@ def main() -> None:
     study = load_sample_study()
     a = assess(ct=study.ct_path, pet=study.pet_path, model=load_model(args.model), device="auto")
     clean = a.scores[study.clean_slices()]
+    causes = a.causes  # names every slice: read once
     print(f"clean slices ({clean.size}): mean {clean.mean():.2f}, min {clean.min():.2f}, "
-          f"flagged {int((clean < a.threshold).sum())}, causes {dict(collections.Counter(a.causes[k] for k in study.clean_slices()))}")
+          f"flagged {int((clean < a.threshold).sum())}, causes {dict(collections.Counter(causes[k] for k in study.clean_slices()))}")
     print("\n| range | slices | cause (expected) | acceptable | scores | below clean mean | flagged | named cause (majority) |")
     print("|---|---|---|---|---|---|---|---|")
     rows = []
     for r in study.info["degraded_ranges"]:
         ks = list(range(int(r["first"]), int(r["last"]) + 1))
         s = a.scores[ks]
-        named = collections.Counter(a.causes[k] for k in ks).most_common(1)[0][0]
+        named = collections.Counter(causes[k] for k in ks).most_common(1)[0][0]
         row = {
             "name": r["name"], "first": ks[0], "last": ks[-1], "expected_cause": r.get("cause", ""),
             "clinically_acceptable": r.get("clinically_acceptable"),
             "min": float(s.min()), "max": float(s.max()), "mean": float(s.mean()),
             "below_clean": float(clean.mean() - s.mean()), "flagged": int((s < a.threshold).sum()),
-            "named": named, "named_all": dict(collections.Counter(a.causes[k] for k in ks)),
+            "named": named, "named_all": dict(collections.Counter(causes[k] for k in ks)),
         }
         rows.append(row)
         print(f"| {r['name']} | {ks[0]}-{ks[-1]} | {row['expected_cause']} | {row['clinically_acceptable']} | "

@@ -24,6 +24,10 @@ def test_bundled_card_describes_a_trained_model(bundled_model):
 def test_training_recipe_is_committed_beside_the_weights(bundled_model):
     recipe = json.loads((WEIGHTS_DIR / "msiqa-compact.train.json").read_text())
     assert recipe == bundled_model.card["train_config"]
+    # Every real study the recipe trains on is named where the card says where they come from.
+    studies = bundled_model.card["training_data"]["clinical_studies"]
+    assert studies["volumes"] == recipe["clinical_volumes"]
+    assert studies.get("tail_volumes", []) == recipe.get("tail_clinical_volumes", [])
 
 
 @pytest.fixture(scope="module")

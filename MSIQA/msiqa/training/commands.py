@@ -24,7 +24,8 @@ DATA_LICENCE = (
 CLINICAL_SOURCE = (
     "Public TCIA studies (CC BY 3.0) as the test data of the MIRP radiomics library carry them: "
     "github.com/oncoray/mirp at d8a6a7264a4d0ccb1f88cc670e0b6d047235909f, folder test/data "
-    "(QIN-HEADNECK-01-0139 FDG PET; NSCLC-Radiomics LUNG1-001 and CRLM-CT-1004 CT). Not distributed here."
+    "(QIN-HEADNECK-01-0139 FDG PET; NSCLC-Radiomics LUNG1-001 and CRLM-CT-1004 CT; Soft-tissue-Sarcoma "
+    "PET/CT as the IBSI crops of sts_images). Not distributed here."
 )
 
 LAYOUTS = (
@@ -106,8 +107,9 @@ def _train(args: argparse.Namespace) -> int:
             "synthetic_fraction": config.synthetic,
             "simulated_studies": {"noise_seeds": config.phantom_noise_seeds, "anatomies": config.phantom_anatomies}
             if config.phantom_scenes else None,
-            "clinical_studies": {"volumes": config.clinical_volumes, "source": CLINICAL_SOURCE}
-            if config.clinical_scenes and config.clinical_volumes else None,
+            "clinical_studies": {"volumes": config.clinical_volumes, "tail_volumes": config.tail_clinical_volumes,
+                                 "source": CLINICAL_SOURCE}
+            if config.clinical_scenes and (config.clinical_volumes or config.tail_clinical_volumes) else None,
             "scanner_made_faults": {"anatomies": config.physical_anatomies, "noise_seed": config.physical_noise_seed,
                                     "slices_per_family": config.physical_slices, "pick": config.physical_pick,
                                     "family_weights": config.physical_weights}

@@ -140,13 +140,13 @@ class SliceRenderer:
         nx, ny = self.reference.GetSize()[:2]
         self._grid = (ny, nx)
         self._picture_grid = display_shape(ny, nx, (sy, sx)) if ref_role == "PET" else self._grid
+        shown = ""
         if self._picture_grid != self._grid:
             self.description["display"] = f"PET alone shown at {PET_DISPLAY_MM:g} mm pixels, its voxels are {sx:.3g} x {sy:.3g} mm"
+            shown = f" ({nx}x{ny} voxels of {sx:.3g} x {sy:.3g} mm shown at {PET_DISPLAY_MM:g} mm pixels)"
         # The size that matters is the pictures': a PET under a CT is resampled onto the CT's grid,
         # and a PET alone is shown at PET_DISPLAY_MM, so coarse PET voxels alone are no reason to refuse.
         rows, cols = self._picture_grid
-        shown = f" ({nx}x{ny} voxels of {sx:.3g} x {sy:.3g} mm shown at {PET_DISPLAY_MM:g} mm pixels)" if (
-            self._picture_grid != self._grid) else ""
         check_picture_size(cols, rows, f"{ref_role}: slices of", shown)
 
     @property

@@ -19,6 +19,8 @@ def test_bundled_card_describes_a_trained_model(bundled_model):
     assert "cross_validation" in card and card["cross_validation"]["srocc"]["mean"] > 0
     assert (WEIGHTS_DIR / "msiqa-compact.safetensors").stat().st_size <= 25 * 2**20
     assert [c["name"] for c in bundled_models()] == ["msiqa-compact"]
+    # The description names the branches the weights were built with, not the full design.
+    assert ("Swin" in card["architecture"].split(",")[0]) == (card["config"]["branches"] in ("both", "swin"))
 
 
 def test_training_recipe_is_committed_beside_the_weights(bundled_model):

@@ -352,3 +352,22 @@ def test_training_commands_describe_every_argument(command, capsys):
         assert action.help, f"{command}: {action.option_strings or action.dest} has no help text"
     assert cli.main([command, "--help"]) == 0
     assert "volume table" in capsys.readouterr().out
+
+
+def test_train_command_writes_weights_and_a_card_that_describe_the_recipe(dataset_folder, tmp_path):
+    """`msiqa train` end to end: the weights load through the checksum, and the card names the
+    branches the recipe built (here the ResNet branch alone) and carries the recipe itself."""
+    from msiqa import cli
+    from msiqa.training.train import TrainConfig
+    from msiqa.weights import load_model
+
+    recipe = {"overrides": {"branches": "cnn"}, "steps": 2, "batch_scenes": 2, "per_scene": 2, "crop": 64, "warmup": 1}
+    (tmp_path / "recipe.json").write_text(json.dumps(recipe))
+    out = tmp_path / "m.safetensors"
+    rc = cli.main(["train", str(dataset_folder / "images"), str(dataset_folder / "labels.csv"),
+                   "--config", str(tmp_path / "recipe.json"), "--out", str(out)])
+    assert rc == 0
+    model = load_model(out)
+    assert model.net.swin is None and model.card["config"]["branches"] == "cnn"
+    assert "Swin branch left out" in model.card["architecture"]
+    assert model.card["train_config"] == json.loads(json.dumps(TrainConfig.load(tmp_path / "recipe.json").to_dict()))

@@ -10,11 +10,22 @@ from pathlib import Path
 from ..errors import InputError
 
 
-ARCHITECTURE = (
-    "MSIQANet: timm ResNet + Swin Transformer (features_only, 4 stages each, RGB + Laplacian high-pass "
-    "input), per-stage concat/1x1 conv/pool to the stride-32 grid, AGCA channel attention, per-cell "
-    "score and weight, score = sum(s*w)/sum(w); trained from scratch (no ImageNet weights)"
-)
+_BACKBONES = {
+    "both": "timm ResNet + Swin Transformer (features_only, 4 stages each",
+    "cnn": "timm ResNet, the Swin branch left out (features_only, 4 stages",
+    "swin": "timm Swin Transformer, the ResNet branch left out (features_only, 4 stages",
+}
+
+
+def architecture(branches: str) -> str:
+    """The card's one-line description of the network, naming the branches it was built with."""
+    return (
+        f"MSIQANet: {_BACKBONES[branches]}, RGB + Laplacian high-pass input), per-stage concat/1x1 conv/pool "
+        "to the stride-32 grid, AGCA channel attention, per-cell score and weight, score = sum(s*w)/sum(w); "
+        "trained from scratch (no ImageNet weights)"
+    )
+
+
 DATA_LICENCE = (
     "Trained on the PET-CT-IQA-DS development images and radiologist scores released with Li et al., "
     "MICCAI 2025 (arXiv 2506.20200); no licence is stated for them: the images are not distributed, "
@@ -97,7 +108,7 @@ def _train(args: argparse.Namespace) -> int:
         "name": args.name,
         "version": __version__,
         "preset": config.preset,
-        "architecture": ARCHITECTURE,
+        "architecture": architecture(net.config.branches),
         "data_licence": DATA_LICENCE,
         "trained": datetime.date.today().isoformat(),
         "training_data": {

@@ -335,6 +335,14 @@ def test_models_lists_the_bundled_card(capsys):
     assert f"{DEFAULT_MODEL}  (default)" in text
 
 
+def test_format_card_names_only_the_backbones_the_network_holds():
+    config = {"cnn": "resnet10t", "swin": "swin_tiny_patch4_window7_224", "head": "grid"}
+    both = cli.format_card({"name": "m", "config": config})
+    assert "cnn=resnet10t, swin=swin_tiny_patch4_window7_224" in both
+    alone = cli.format_card({"name": "m", "config": {**config, "branches": "cnn"}})
+    assert "network:        cnn=resnet10t, branches=cnn, head=grid" in alone and "swin" not in alone
+
+
 def test_format_card_shows_nested_metrics():
     card = {"name": "m", "version": "1", "sha256": "ab" * 32, "training_data": {"slices": 1200, "source": "x"},
             "metrics": {"srocc": 0.91234, "folds": [{"plcc": 0.9}, {"plcc": 0.8}]}, "config": {"cnn": "resnet50"}}

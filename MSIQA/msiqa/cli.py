@@ -766,7 +766,10 @@ def format_card(card: dict[str, Any], *, default: bool = False) -> str:
             lines.append(f"  {key + ':':<16}{_scalar(card[key])}")
     config = card.get("config")
     if isinstance(config, dict):
-        parts = [f"{k}={config[k]}" for k in ("cnn", "swin", "branches", "head") if k in config]
+        # A one-branch network names only the backbone it holds.
+        branches = config.get("branches", "both")
+        keys = [k for k in ("cnn", "swin") if branches in ("both", k)] + ["branches", "head"]
+        parts = [f"{k}={config[k]}" for k in keys if k in config]
         lines.append(f"  {'network:':<16}{', '.join(parts)}")
     for key, value in card.items():
         if key in first or key in ("name", "config"):

@@ -7,13 +7,14 @@ import torch
 from scipy import ndimage
 
 from msiqa.causes import CAUSES
+from msiqa.errors import InputError
 from msiqa.sample_data import load_sample_study
 from msiqa.render import SliceRenderer
 from msiqa.training.datasets import Sample
 from msiqa.training.labels import ANCHORS, CLEAN_MOS, FLAG_AT, NAMED_FROM, faulted_score
 from msiqa.training.layer_faults import FAULTS, LIVER_SUV, Layers, applicable, apply_fault
 from msiqa.training.phantom_bank import MODES, PhantomSlice, clinical_slices, render_layers, vary
-from msiqa.training.train import IGNORE, BatchMaker, TrainConfig
+from msiqa.training.train import IGNORE, BatchMaker, TrainConfig, train
 
 # --- the label rule -------------------------------------------------------------------------
 
@@ -214,3 +215,11 @@ def test_a_tail_adds_real_studies_without_changing_the_steps_before_it():
                                                                  tail_clinical_volumes=[{"ct": "ct"}])):
         with pytest.raises(ValueError, match="needs tail_steps and clinical_scenes > 0"):
             TrainConfig(**{**base, **bad})
+
+
+def test_a_recipe_with_real_studies_and_no_folder_for_them_names_its_key_and_the_option():
+    samples = [Sample("0", np.zeros((64, 64, 3), np.uint8), 3.0, "S0", 0)]
+    cfg = TrainConfig(batch_scenes=1, per_scene=1, crop=64, synthetic=0.0, phantom_scenes=0, physical_scenes=0,
+                      clinical_scenes=1, steps=1, tail_steps=1, tail_lr=1e-4, tail_clinical_volumes=[{"ct": "ct"}])
+    with pytest.raises(InputError, match=r"\(tail_clinical_volumes\): give the folder .* \(--clinical-root\)"):
+        train(samples, cfg, progress=False, log=lambda m: None)

@@ -638,7 +638,8 @@ def train(
     clinical, tail_clinical = [], []
     if config.clinical_scenes > 0 and (config.clinical_volumes or config.tail_clinical_volumes):
         if clinical_root is None:
-            raise InputError("this recipe trains on real clinical studies (clinical_volumes): give the folder "
+            keys = " and ".join(k for k in ("clinical_volumes", "tail_clinical_volumes") if getattr(config, k))
+            raise InputError(f"this recipe trains on real clinical studies ({keys}): give the folder "
                              "they are in (--clinical-root); the model card names their public source.")
         for volumes, bank in ((config.clinical_volumes, clinical), (config.tail_clinical_volumes, tail_clinical)):
             for volume in volumes:

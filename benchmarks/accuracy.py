@@ -8,7 +8,7 @@ its budget unless --steps says otherwise. Each (recipe, row, fold) result is cac
 line in --cache, keyed by the recipe and the training code, so an interrupted run resumes and a
 changed recipe or a changed training code is never served old figures; a fold in training
 checkpoints under --checkpoints (same key), so a killed run resumes mid-fold, exactly;
-the table (mean +- std over folds) is printed and written to benchmarks/RESULTS.md.
+the table (mean +- std over folds) is printed (and written to --out).
 Needs the development data (not in the repository): this is a benchmark, not a test.
 """
 
@@ -24,8 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+# Each row changes the recipe; its ``overrides`` (network fields) are merged into the recipe's own, so
+# an ablation of a one-branch recipe stays one-branch. A row that leaves the recipe as it is (the
+# ResNet-only row of a ResNet-only recipe) is not trained twice: it is reported as the recipe's row.
 ROWS: dict[str, dict] = {
     "compact (bundled configuration)": {},
+    "ablation: both branches (fusion)": {"overrides": {"branches": "both"}},
     "ablation: ResNet branch only": {"overrides": {"branches": "cnn"}},
     "ablation: Swin branch only": {"overrides": {"branches": "swin"}},
     "ablation: no AGCA": {"overrides": {"agca": False}},
@@ -62,8 +66,7 @@ def run_network(row: str, fold: int, args) -> dict:
     data = Path(args.data)
     samples = load_labelled_folder(data / "images", data / "labels.csv")
     held = set(folds_of(sorted({s.scene for s in samples}), args.folds)[fold])
-    base = json.loads(Path(args.recipe).read_text())
-    config = TrainConfig(**{**base, **ROWS[row], "steps": args.steps, "seed": fold})
+    config = TrainConfig(**{**row_recipe(row, args), "steps": args.steps, "seed": seed_of(fold, args)})
     net = train([s for s in samples if s.scene not in held], config, out_dir=checkpoint_dir(row, fold, args),
                 clinical_root=args.clinical_root, progress=False, log=lambda m: None)
     val = [s for s in samples if s.scene in held]
@@ -71,10 +74,36 @@ def run_network(row: str, fold: int, args) -> dict:
     return correlations(pred, [s.mos for s in val], [s.scene for s in val])
 
 
+def row_recipe(row: str, args) -> dict:
+    """The recipe a row trains: the base recipe with the row's changes, network overrides merged."""
+    base = json.loads(Path(args.recipe).read_text())
+    change = ROWS[row]
+    overrides = {**base.get("overrides", {}), **change.get("overrides", {})}
+    return {**base, **change, "overrides": overrides}
+
+
+def seed_of(fold: int, args) -> int:
+    """Fold f trains with seed f + --seed-offset: another offset repeats the CV with other randomness."""
+    return fold + args.seed_offset
+
+
+def same_as_recipe(row: str, args) -> bool:
+    """Whether a row trains exactly the recipe: the same network (defaults resolved) and the same rest."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MSIQA"))
+    from msiqa.models.msiqa_net import preset
+
+    def resolved(recipe: dict) -> tuple:
+        rest = {k: v for k, v in recipe.items() if k not in ("preset", "overrides")}
+        return preset(recipe.get("preset", "compact"), **recipe.get("overrides", {})), rest
+
+    return resolved(json.loads(Path(args.recipe).read_text())) == resolved(row_recipe(row, args))
+
+
 def checkpoint_dir(row: str, fold: int, args) -> Path:
-    """One folder per (recipe, training code, budget, row, fold): a resumed fold never continues another's."""
+    """One folder per (recipe, training code, budget, seeds, row, fold): a resumed fold never continues another's."""
     slug = "".join(c if c.isalnum() else "-" for c in row.lower()).strip("-")
-    return Path(args.checkpoints) / f"{args.recipe_sha}-{args.code_sha}-{args.steps}x{args.folds}-{slug}-fold{fold}"
+    seeds = f"-seed+{args.seed_offset}" if args.seed_offset else ""
+    return Path(args.checkpoints) / f"{args.recipe_sha}-{args.code_sha}-{args.steps}x{args.folds}{seeds}-{slug}-fold{fold}"
 
 
 def run_baselines(args) -> list[tuple[str, int, dict]]:
@@ -106,13 +135,16 @@ def main() -> None:
     ap.add_argument("--recipe", default=str(RECIPE), help="training recipe (JSON) every row starts from")
     ap.add_argument("--steps", type=int, help="training steps per fold (default: the recipe's)")
     ap.add_argument("--clinical-root", help="folder of the recipe's clinical_volumes (see msiqa train --help)")
+    ap.add_argument("--seed-offset", type=int, default=0,
+                    help="fold f trains with seed f + this: repeat the CV with other randomness (default 0)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--rows", nargs="*", help="subset of rows (default: all)")
     ap.add_argument("--only-folds", type=int, nargs="*", help="run only these folds (the table uses every cached one)")
     ap.add_argument("--cache", default="benchmarks/accuracy_cache.jsonl")
     ap.add_argument("--checkpoints", default="benchmarks/.checkpoints",
                     help="where folds in training checkpoint (removed once the fold is cached)")
-    ap.add_argument("--out", default="benchmarks/RESULTS.md")
+    ap.add_argument("--out", help="also write the table to this file (RESULTS.md is written by hand: the "
+                    "table is one of its sections)")
     ap.add_argument("--update-card", action="store_true", help="write the compact row into the bundled model card")
     ap.add_argument("--cached-only", action="store_true",
                     help="train nothing: write the table (and card) from the folds already in the cache")
@@ -128,14 +160,16 @@ def main() -> None:
         for line in cache.read_text().splitlines():
             r = json.loads(line)
             baseline = r["row"] in BASELINES
-            if r["folds"] == args.folds and (baseline or (r["steps"], r.get("recipe"), r.get("code")) == (args.steps, args.recipe_sha, args.code_sha)):
+            key = (r["steps"], r.get("recipe"), r.get("code"), r.get("seed_offset", 0))
+            if r["folds"] == args.folds and (baseline or key == (args.steps, args.recipe_sha, args.code_sha, args.seed_offset)):
                 done[(r["row"], r["fold"])] = r["metrics"]
 
     def record(row: str, fold: int, metrics: dict) -> None:
         done[(row, fold)] = metrics
         with open(cache, "a") as f:
+            seeds = {"seed_offset": args.seed_offset} if args.seed_offset else {}
             f.write(json.dumps({"row": row, "fold": fold, "steps": args.steps, "folds": args.folds,
-                               "recipe": args.recipe_sha, "code": args.code_sha, "metrics": metrics}) + "\n")
+                               "recipe": args.recipe_sha, "code": args.code_sha, **seeds, "metrics": metrics}) + "\n")
         shutil.rmtree(checkpoint_dir(row, fold, args), ignore_errors=True)
         print(f"{row} fold {fold}: SROCC {metrics['srocc']:.3f} within {metrics['within_scene_srocc']:.3f}", flush=True)
 
@@ -143,7 +177,17 @@ def main() -> None:
         for row, fold, m in run_baselines(args):
             record(row, fold, m)
     folds = args.only_folds if args.only_folds is not None else range(args.folds)
-    todo = [(r, f) for r in (args.rows or ROWS) for f in folds if (r, f) not in done and not args.cached_only]
+    rows = args.rows or list(ROWS)
+    unknown = set(rows) - set(ROWS)
+    if unknown:
+        ap.error(f"unknown rows {sorted(unknown)}; the rows are {list(ROWS)}")
+    bundled = next(iter(ROWS))
+    aliases = [r for r in rows if r != bundled and same_as_recipe(r, args)]
+    for r in aliases:
+        print(f"{r!r} is the recipe itself: reported as {bundled!r}, not trained again", flush=True)
+    if aliases and bundled not in rows:
+        rows.append(bundled)
+    todo = [(r, f) for r in rows if r not in aliases for f in folds if (r, f) not in done and not args.cached_only]
     with ProcessPoolExecutor(args.jobs) as pool:
         futures = {pool.submit(run_network, r, f, args): (r, f) for r, f in todo}
         for fut, (r, f) in futures.items():
@@ -187,10 +231,12 @@ def write_table(done: dict, args) -> None:
         "",
         "Development set: ../shared/petct-iqa-dev (324 images, 12 scenes; Li et al., MICCAI 2025, arXiv 2506.20200).",
         f"{args.folds} folds, each holding out {12 // args.folds} whole scenes; every network row trained from scratch",
-        f"with the same budget ({args.steps} steps of {_crops_per_step(args)} crops, seed = fold), scored on whole 512x512 images.",
+        f"with the same budget ({args.steps} steps of {_crops_per_step(args)} crops, seed = fold"
+        f"{f' + {args.seed_offset}' if args.seed_offset else ''}), scored on whole 512x512 images.",
         "Mean +- standard deviation over folds. `sum` = PLCC + SROCC + KROCC (the LDCTIQAC2023 figure).",
         "",
-        f"Command: `python benchmarks/accuracy.py --folds {args.folds} --steps {args.steps}`"
+        f"Command: `python benchmarks/accuracy.py --folds {args.folds} --steps {args.steps}"
+        f"{f' --seed-offset {args.seed_offset}' if args.seed_offset else ''}`"
         f" (recipe {Path(args.recipe).name}, sha256 {args.recipe_sha}...)",
         "",
         "| row | PLCC | SROCC | KROCC | sum | within-scene SROCC | folds |",
@@ -204,7 +250,8 @@ def write_table(done: dict, args) -> None:
         lines.append(f"| {row} | {cell('plcc')} | {cell('srocc')} | {cell('krocc')} | {cell('sum')} | {cell('within_scene_srocc')} | {len(ms)} |")
     text = "\n".join(lines) + "\n"
     print(text)
-    Path(args.out).write_text(text)
+    if args.out:
+        Path(args.out).write_text(text)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import SimpleITK as sitk
 from PIL import Image
 
 import msiqa
-from msiqa import cli
+from msiqa import cli, pictures
 from msiqa.assess import assess
 from msiqa.render import SliceRenderer
 from msiqa.results import Geometry
@@ -268,7 +268,7 @@ def test_score_reads_single_frame_ct_dicom_like_assess(study, tmp_path, bundled_
     writer.SetFileName(str(path))
     writer.Execute(sl)
     assert float(pydicom.dcmread(str(path)).RescaleIntercept) == -1024
-    picture = cli.read_picture(path)
+    picture = pictures.read_picture(path)
     expected = SliceRenderer(ct=ct).render(3, 4)[0]
     assert np.array_equal(picture, expected)
     out = tmp_path / "s.csv"
@@ -283,7 +283,7 @@ def test_score_reads_an_rgb_dicom(tmp_path):
     im.SetMetaData("0008|0060", "OT")
     path = tmp_path / "capture.dcm"
     sitk.WriteImage(im, str(path))
-    assert np.array_equal(cli.read_picture(path), pic)
+    assert np.array_equal(pictures.read_picture(path), pic)
 
 
 @pytest.mark.parametrize("kind", ["volume", "multiframe", "folder"])

@@ -207,7 +207,9 @@ def update_card(done: dict, args) -> None:
         "protocol": f"leave-scenes-out, {args.folds} folds of {12 // args.folds} scenes ({len(ms)} of them run), "
         f"{args.steps} training steps per fold on 8 scenes (the bundled model: the same recipe on all 12 scenes)",
         "folds_run": len(ms),
-        "command": f"python benchmarks/accuracy.py --folds {args.folds} --steps {args.steps} --update-card",
+        "command": f"python benchmarks/accuracy.py --folds {args.folds} --steps {args.steps}"
+        f"{f' --seed-offset {args.seed_offset}' if args.seed_offset else ''} --update-card",
+        "seeds": f"fold + {args.seed_offset}" if args.seed_offset else "fold",
         "recipe_sha256_12": args.recipe_sha,
         "training_code_sha256_12": args.code_sha,
         **{k: {"mean": float(np.mean([m[k] for m in ms])), "std": float(np.std([m[k] for m in ms]))}

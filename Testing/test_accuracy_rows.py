@@ -21,31 +21,30 @@ def accuracy():
     return module
 
 
-def args_for(recipe: dict, tmp_path: Path, seed_offset: int = 0) -> argparse.Namespace:
-    path = tmp_path / "recipe.json"
-    path.write_text(json.dumps(recipe))
-    return argparse.Namespace(recipe=str(path), seed_offset=seed_offset)
+def args_for(recipe: dict, seed_offset: int = 0) -> argparse.Namespace:
+    """What accuracy.py's main() puts into args: the recipe as read from its file."""
+    return argparse.Namespace(base_recipe=recipe, seed_offset=seed_offset)
 
 
-def test_a_rows_network_change_keeps_the_recipes_own(accuracy, tmp_path):
+def test_a_rows_network_change_keeps_the_recipes_own(accuracy):
     # A ResNet-only recipe's "no AGCA" ablation must stay ResNet-only: replacing the recipe's
     # overrides with the row's would silently cross-validate the two-branch network instead.
-    args = args_for({"preset": "compact", "overrides": {"branches": "cnn"}, "steps": 10}, tmp_path)
+    args = args_for({"preset": "compact", "overrides": {"branches": "cnn"}, "steps": 10})
     assert accuracy.row_recipe("ablation: no AGCA", args)["overrides"] == {"branches": "cnn", "agca": False}
     assert accuracy.row_recipe("ablation: both branches (fusion)", args)["overrides"] == {"branches": "both"}
 
 
-def test_a_row_that_changes_nothing_is_the_recipe_itself(accuracy, tmp_path):
-    cnn = args_for({"preset": "compact", "overrides": {"branches": "cnn"}}, tmp_path)
+def test_a_row_that_changes_nothing_is_the_recipe_itself(accuracy):
+    cnn = args_for({"preset": "compact", "overrides": {"branches": "cnn"}})
     assert accuracy.same_as_recipe("ablation: ResNet branch only", cnn)
     assert not accuracy.same_as_recipe("ablation: both branches (fusion)", cnn)
-    both = args_for({"preset": "compact"}, tmp_path)
+    both = args_for({"preset": "compact"})
     assert accuracy.same_as_recipe("ablation: both branches (fusion)", both)  # the preset's default, spelt out
     assert not accuracy.same_as_recipe("ablation: ResNet branch only", both)
 
 
-def test_every_row_of_the_bundled_recipe_is_a_valid_training_recipe(accuracy, tmp_path):
-    args = args_for(json.loads(BUNDLED_RECIPE.read_text()), tmp_path, seed_offset=3)
+def test_every_row_of_the_bundled_recipe_is_a_valid_training_recipe(accuracy):
+    args = args_for(json.loads(BUNDLED_RECIPE.read_text()), seed_offset=3)
     for row in accuracy.ROWS:
         config = TrainConfig(**{**accuracy.row_recipe(row, args), "seed": accuracy.seed_of(1, args)})
         assert config.seed == 4

@@ -39,6 +39,7 @@ ROWS: dict[str, dict] = {
 }
 RECIPE = Path(__file__).resolve().parents[1] / "MSIQA/msiqa/weights/msiqa-compact.train.json"
 ENGINE = Path(__file__).resolve().parents[1] / "MSIQA/msiqa"
+sys.path.insert(0, str(ENGINE.parent))  # the engine is imported where it is needed: workers start light
 BASELINES = ["8x8 blockiness", "noise estimate", "impulse density", "hand-made regression (3 features)"]
 
 
@@ -58,7 +59,6 @@ def run_network(row: str, fold: int, args) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MSIQA"))
     from msiqa.training.datasets import load_labelled_folder
     from msiqa.training.metrics import correlations
     from msiqa.training.train import TrainConfig, predict, train
@@ -76,7 +76,7 @@ def run_network(row: str, fold: int, args) -> dict:
 
 def row_recipe(row: str, args) -> dict:
     """The recipe a row trains: the base recipe with the row's changes, network overrides merged."""
-    base = json.loads(Path(args.recipe).read_text())
+    base = args.base_recipe
     change = ROWS[row]
     overrides = {**base.get("overrides", {}), **change.get("overrides", {})}
     return {**base, **change, "overrides": overrides}
@@ -89,14 +89,13 @@ def seed_of(fold: int, args) -> int:
 
 def same_as_recipe(row: str, args) -> bool:
     """Whether a row trains exactly the recipe: the same network (defaults resolved) and the same rest."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MSIQA"))
     from msiqa.models.msiqa_net import preset
 
     def resolved(recipe: dict) -> tuple:
         rest = {k: v for k, v in recipe.items() if k not in ("preset", "overrides")}
         return preset(recipe.get("preset", "compact"), **recipe.get("overrides", {})), rest
 
-    return resolved(json.loads(Path(args.recipe).read_text())) == resolved(row_recipe(row, args))
+    return resolved(args.base_recipe) == resolved(row_recipe(row, args))
 
 
 def checkpoint_dir(row: str, fold: int, args) -> Path:
@@ -107,7 +106,6 @@ def checkpoint_dir(row: str, fold: int, args) -> Path:
 
 
 def run_baselines(args) -> list[tuple[str, int, dict]]:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MSIQA"))
     from msiqa.training.datasets import load_labelled_folder
     from msiqa.training.handcrafted import Calibration, features
     from msiqa.training.metrics import correlations
@@ -150,7 +148,8 @@ def main() -> None:
                     help="train nothing: write the table (and card) from the folds already in the cache")
     args = ap.parse_args()
     recipe_text = Path(args.recipe).read_text()
-    args.steps = args.steps or json.loads(recipe_text)["steps"]
+    args.base_recipe = json.loads(recipe_text)
+    args.steps = args.steps or args.base_recipe["steps"]
     args.recipe_sha = hashlib.sha256(recipe_text.encode()).hexdigest()[:12]
     args.code_sha = training_code_sha()
 
@@ -219,7 +218,7 @@ def update_card(done: dict, args) -> None:
 
 
 def _crops_per_step(args) -> str:
-    r = json.loads(Path(args.recipe).read_text())
+    r = args.base_recipe
     dev = r["batch_scenes"] * r["per_scene"]
     sim = r.get("phantom_scenes", 0) * r["per_scene"]
     real = r.get("clinical_scenes", 0) * r["per_scene"] if r.get("clinical_volumes") else 0

@@ -10,17 +10,16 @@ from pathlib import Path
 from ..errors import InputError
 
 
-_BACKBONES = {
-    "both": "timm ResNet + Swin Transformer (features_only, 4 stages each",
-    "cnn": "timm ResNet, the Swin branch left out (features_only, 4 stages",
-    "swin": "timm Swin Transformer, the ResNet branch left out (features_only, 4 stages",
-}
-
-
-def architecture(branches: str) -> str:
-    """The card's one-line description of the network, naming the branches it was built with."""
+def architecture(config) -> str:
+    """The card's one-line description of the network, naming the timm backbones it was built with."""
+    resnet, swin = f"timm ResNet ({config.cnn})", f"timm Swin Transformer ({config.swin})"
+    backbones = {
+        "both": f"{resnet} + {swin}, 4 stages each",
+        "cnn": f"{resnet}, the Swin branch left out, 4 stages",
+        "swin": f"{swin}, the ResNet branch left out, 4 stages",
+    }[config.branches]
     return (
-        f"MSIQANet: {_BACKBONES[branches]}, RGB + Laplacian high-pass input), per-stage concat/1x1 conv/pool "
+        f"MSIQANet: {backbones} (features_only), RGB + Laplacian high-pass input, per-stage concat/1x1 conv/pool "
         "to the stride-32 grid, AGCA channel attention, per-cell score and weight, score = sum(s*w)/sum(w); "
         "trained from scratch (no ImageNet weights)"
     )
@@ -108,7 +107,7 @@ def _train(args: argparse.Namespace) -> int:
         "name": args.name,
         "version": __version__,
         "preset": config.preset,
-        "architecture": architecture(net.config.branches),
+        "architecture": architecture(net.config),
         "data_licence": DATA_LICENCE,
         "trained": datetime.date.today().isoformat(),
         "training_data": {

@@ -56,3 +56,17 @@ def test_another_seed_offset_never_resumes_the_first_ones_checkpoints(accuracy, 
     first = accuracy.checkpoint_dir("compact (bundled configuration)", 0, argparse.Namespace(**common, seed_offset=0))
     again = accuracy.checkpoint_dir("compact (bundled configuration)", 0, argparse.Namespace(**common, seed_offset=3))
     assert first != again
+
+
+def test_a_kept_fold_network_loads_and_names_the_scenes_it_never_saw(accuracy, tmp_path):
+    from msiqa.models.msiqa_net import create_model
+    from msiqa.weights import load_model
+
+    args = argparse.Namespace(checkpoints=str(tmp_path), recipe_sha="r", code_sha="c", steps=10, folds=3,
+                              seed_offset=3, keep_networks=str(tmp_path / "kept"))
+    net = create_model("compact", branches="cnn").eval()
+    path = accuracy.keep_network(net, "compact (bundled configuration)", 1, ["S02", "S05"], args)
+    kept = load_model(path)  # checksum verified against the card
+    assert kept.card["held_out_scenes"] == ["S02", "S05"] and kept.card["seed"] == 4
+    assert kept.net.config == net.config
+    assert path.stem == accuracy.checkpoint_dir("compact (bundled configuration)", 1, args).name

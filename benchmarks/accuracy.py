@@ -8,7 +8,8 @@ its budget unless --steps says otherwise. Each (recipe, row, fold) result is cac
 line in --cache, keyed by the recipe and the training code, so an interrupted run resumes and a
 changed recipe or a changed training code is never served old figures; a fold in training
 checkpoints under --checkpoints (same key), so a killed run resumes mid-fold, exactly;
-the table (mean +- std over folds) is printed (and written to --out).
+the table (mean +- std over folds) is printed (and written to --out). --keep-networks DIR also
+writes each fold's final network with a card naming the scenes it never saw (for heatmap.py --scenes).
 Needs the development data (not in the repository): this is a benchmark, not a test.
 """
 
@@ -70,8 +71,23 @@ def run_network(row: str, fold: int, args) -> dict:
     net = train([s for s in samples if s.scene not in held], config, out_dir=checkpoint_dir(row, fold, args),
                 clinical_root=args.clinical_root, progress=False, log=lambda m: None)
     val = [s for s in samples if s.scene in held]
+    if args.keep_networks:
+        keep_network(net, row, fold, sorted(held), args)
     pred = predict(net, [s.image for s in val])
     return correlations(pred, [s.mos for s in val], [s.scene for s in val])
+
+
+def keep_network(net, row: str, fold: int, held_out: list[str], args) -> Path:
+    """A fold's final network as weights and card, for what the CV figure does not measure
+    (``heatmap.py --model FILE --scenes`` the card's ``held_out_scenes``: pointing on unseen scenes)."""
+    from msiqa.weights import save_model
+
+    name = checkpoint_dir(row, fold, args).name
+    card = {"name": name, "cv_fold": fold, "held_out_scenes": held_out, "seed": seed_of(fold, args),
+            "recipe_sha256_12": args.recipe_sha, "training_code_sha256_12": args.code_sha, "row": row}
+    path = Path(args.keep_networks) / f"{name}.safetensors"
+    save_model(net, path, card)
+    return path
 
 
 def row_recipe(row: str, args) -> dict:
@@ -141,6 +157,8 @@ def main() -> None:
     ap.add_argument("--cache", default="benchmarks/accuracy_cache.jsonl")
     ap.add_argument("--checkpoints", default="benchmarks/.checkpoints",
                     help="where folds in training checkpoint (removed once the fold is cached)")
+    ap.add_argument("--keep-networks", metavar="DIR",
+                    help="also write each fold's final network here (weights + card naming its held-out scenes)")
     ap.add_argument("--out", help="also write the table to this file (RESULTS.md is written by hand: the "
                     "table is one of its sections)")
     ap.add_argument("--update-card", action="store_true", help="write the compact row into the bundled model card")

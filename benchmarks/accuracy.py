@@ -38,8 +38,9 @@ ROWS: dict[str, dict] = {
     "ablation: no synthetic data": {"synthetic": 0.0},
     "ablation: synthetic, uncalibrated labels": {"labels": "fixed"},
 }
-RECIPE = Path(__file__).resolve().parents[1] / "MSIQA/msiqa/weights/msiqa-compact.train.json"
 ENGINE = Path(__file__).resolve().parents[1] / "MSIQA/msiqa"
+RECIPE = ENGINE / "weights/msiqa-compact.train.json"
+CARD = ENGINE / "weights/msiqa-compact.json"
 sys.path.insert(0, str(ENGINE.parent))  # the engine is imported where it is needed: workers start light
 BASELINES = ["8x8 blockiness", "noise estimate", "impulse density", "hand-made regression (3 features)"]
 
@@ -218,8 +219,7 @@ def update_card(done: dict, args) -> None:
     """Put the bundled configuration's CV figures into its card (the card is not hashed)."""
     row = next(iter(ROWS))
     ms = [done[(row, f)] for f in range(args.folds) if (row, f) in done]
-    card_path = Path(__file__).resolve().parents[1] / "MSIQA/msiqa/weights/msiqa-compact.json"
-    card = json.loads(card_path.read_text())
+    card = json.loads(CARD.read_text())
     card["cross_validation"] = {
         "protocol": f"leave-scenes-out, {args.folds} folds of {12 // args.folds} scenes ({len(ms)} of them run), "
         f"{args.steps} training steps per fold on 8 scenes (the bundled model: the same recipe on all 12 scenes)",
@@ -232,7 +232,7 @@ def update_card(done: dict, args) -> None:
         **{k: {"mean": float(np.mean([m[k] for m in ms])), "std": float(np.std([m[k] for m in ms]))}
            for k in ("plcc", "srocc", "krocc", "sum", "within_scene_srocc")},
     }
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    CARD.write_text(json.dumps(card, indent=2) + "\n")
 
 
 def _crops_per_step(args) -> str:

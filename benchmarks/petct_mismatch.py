@@ -31,16 +31,17 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MSIQA"))
 
 from msiqa.phantom import FAULTS, simulate  # noqa: E402
+from msiqa.phantom.measures import inner as inner_region  # noqa: E402
 from msiqa.render import SliceRenderer  # noqa: E402
 from msiqa.sample_data import load_sample_study  # noqa: E402
 
 SEARCH = 10  # slices each way: +-30 mm at the sample study's 3 mm
 
 
-def masks(ct: np.ndarray, px_mm: float):
+def masks(ct: np.ndarray):
     body = np.stack([ndimage.binary_fill_holes(s) for s in ct > -500])
     lung = np.stack([ndimage.binary_opening(s) for s in (ct < -500) & body])
-    inner = np.stack([ndimage.binary_erosion(s, iterations=round(25 / px_mm)) for s in body])
+    inner = inner_region(body, 25.0)  # the sample study's CT pixels are the phantom's
     soft = body & (ct > -50) & (ct < 150)
     return body, lung, inner, soft
 
@@ -83,7 +84,7 @@ def main() -> None:
     ct, pet = renderer.layers(0, len(renderer))
     px_mm = renderer.reference.GetSpacing()[0]
     mm = renderer.reference.GetSpacing()[2]
-    body, lung, inner, soft = masks(ct, px_mm)
+    body, lung, inner, soft = masks(ct)
     ranges = [r for r in study.info["degraded_ranges"] if r["fault"] in ("misregistration", "pet_respiratory_motion")]
     ranges += [{"name": "clean", **c} for c in study.info["clean_ranges"] if c["first"] >= 40 and c["last"] <= 75]
     print("| range | slices | lung-mask match offset (mm) | mutual-information offset (mm) | lung-base spill | noise-free PET changed |")

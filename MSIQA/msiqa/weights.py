@@ -2,8 +2,9 @@
 
 ``NAME.safetensors`` holds the tensors (fp16 for the bundled model), ``NAME.json`` the
 card: the network configuration, the file's sha256, the training data, command and
-cross-validation figures. The loader refuses a file whose hash differs from its card's and
-never unpickles anything.
+cross-validation figures. An ensemble's card lists its ``members`` (each network's own card);
+its file holds all their tensors, and it loads as one network. The loader refuses a file whose
+hash differs from its card's and never unpickles anything.
 """
 
 from __future__ import annotations
@@ -20,17 +21,15 @@ from safetensors.torch import load_file, save_file
 
 from .errors import WeightsError
 from .checksums import sha256_of
-from .models import MSIQANet, NetConfig
+from .models import MSIQAEnsemble, MSIQANet, NetConfig
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "msiqa-compact"
 
 
-
-
 @dataclass
 class LoadedModel:
-    net: MSIQANet
+    net: MSIQANet | MSIQAEnsemble
     card: dict[str, Any]
     path: Path
 
@@ -58,7 +57,7 @@ def resolve(name_or_path: str | Path | None) -> Path:
     return WEIGHTS_DIR / f"{name_or_path}.safetensors"
 
 
-def save_model(net: MSIQANet, path: str | Path, card: dict[str, Any], *, half: bool = True) -> dict[str, Any]:
+def save_model(net: MSIQANet | MSIQAEnsemble, path: str | Path, card: dict[str, Any], *, half: bool = True) -> dict[str, Any]:
     """Write NAME.safetensors and NAME.json (card with config and sha256); returns the card."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,6 +88,9 @@ def load_model(name_or_path: str | Path | None = None, device: str | torch.devic
         card = json.loads(cpath.read_text())
         expected = card["sha256"]
         config = NetConfig.from_dict(card["config"])
+        members = card.get("members")
+        if members is not None and not (isinstance(members, list) and len(members) >= 2):
+            raise ValueError("'members' must list at least 2 networks")
     except (ValueError, KeyError, TypeError) as e:
         raise WeightsError(f"model card {cpath} is malformed ({e}); restore it from the release.") from None
     actual = sha256_of(path)
@@ -101,7 +103,7 @@ def load_model(name_or_path: str | Path | None = None, device: str | torch.devic
         state = load_file(str(path))
     except (SafetensorError, OSError) as e:
         raise WeightsError(f"{path.name} is not a valid safetensors file ({e}).") from None
-    net = MSIQANet(config)
+    net = MSIQAEnsemble(config, len(members)) if members else MSIQANet(config)
     try:
         net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     except RuntimeError as e:

@@ -1,4 +1,4 @@
-"""`msiqa train` and `msiqa evaluate`: the whole recipe of the bundled model in two commands."""
+"""`msiqa train`, `msiqa ensemble` and `msiqa evaluate`: the whole recipe of the bundled model."""
 
 from __future__ import annotations
 
@@ -66,10 +66,25 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "folder of the same name without the suffix")
     p.add_argument("--name", default="msiqa-compact", help="model name written into the card (default: %(default)s)")
     p.add_argument("--steps", type=int, metavar="N", help="train for N steps instead of the config's number")
+    p.add_argument("--seed", type=int, metavar="N",
+                   help="draw the training's randomness from seed N instead of the config's: the same recipe "
+                        "with another seed makes another member for 'msiqa ensemble'")
     p.add_argument("--clinical-root", metavar="FOLDER",
                    help="folder the recipe's clinical_volumes (real studies shown as clean) are relative to; "
                         "needed only by recipes that list some")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser(
+        "ensemble", help="average networks trained with different seeds into one model",
+        description="Write one model whose outputs (score, attention map, cell scores, cause) are the mean of "
+                    "the given networks' outputs. The networks must share one configuration (the same recipe, "
+                    "trained with different --seed); each is checked against its own card, whose provenance "
+                    "the new card lists under 'members'.",
+    )
+    p.add_argument("members", nargs="+", metavar="NETWORK.safetensors", help="two or more trained networks")
+    p.add_argument("--out", required=True, metavar="FILE.safetensors", help="where to write the ensemble and its card")
+    p.add_argument("--name", default="msiqa-compact", help="model name written into the card (default: %(default)s)")
+    p.set_defaults(func=_ensemble)
 
     p = sub.add_parser(
         "evaluate", help="PLCC, SROCC, KROCC and within-scene SROCC on labelled images",
@@ -99,6 +114,8 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig.load(config_path)
     if args.steps:
         config.steps = args.steps
+    if args.seed is not None:
+        config.seed = args.seed
     samples = load_dataset(args.images, args.labels)
     out = Path(args.out)
     net = train(samples, config, out_dir=out.with_suffix("") if out.suffix else out.parent / "checkpoints",
@@ -127,10 +144,46 @@ def _train(args: argparse.Namespace) -> int:
         },
         "train_config": config.to_dict(),
         "command": (f"msiqa train {args.images} {args.labels or ''} --config {config_path.name} --out {out.name}"
+                    + (f" --seed {args.seed}" if args.seed is not None else "")
                     + (f" --clinical-root {args.clinical_root}" if args.clinical_root else "")).replace("  ", " "),
     }
     card = save_model(net, out, card)
     print(f"wrote {out} (sha256 {card['sha256'][:16]}...) and {out.with_suffix('.json').name}")
+    return 0
+
+
+def _ensemble(args: argparse.Namespace) -> int:
+    from .. import __version__
+    from ..models import MSIQAEnsemble
+    from ..weights import load_model, save_model
+
+    if len(args.members) < 2:
+        raise InputError(f"ensemble: {len(args.members)} network given; give two or more, trained with the same "
+                         "recipe and different --seed.")
+    out = Path(args.out)
+    if any(out.resolve() == Path(m).resolve() for m in args.members):
+        raise InputError(f"ensemble: --out {out} is one of the members; write the ensemble to a new file.")
+    loaded = [load_model(Path(m)) for m in args.members]
+    nested = [m.path.name for m in loaded if isinstance(m.net, MSIQAEnsemble)]
+    if nested:
+        raise InputError(f"ensemble: {', '.join(nested)} is already an ensemble; give its member networks instead.")
+    try:
+        net = MSIQAEnsemble.of([m.net for m in loaded])
+    except ValueError as e:
+        raise InputError(f"ensemble: {e}. Train every member with the same --config, changing only --seed.") from None
+    card = {
+        "name": args.name,
+        "version": __version__,
+        "preset": loaded[0].card.get("preset"),
+        "architecture": f"the mean of {len(loaded)} networks' outputs, each {architecture(net.config)}",
+        "data_licence": DATA_LICENCE,
+        "trained": datetime.date.today().isoformat(),
+        "members": [{k: v for k, v in m.card.items() if k not in ("config", "data_licence")} for m in loaded],
+        "command": f"msiqa ensemble {' '.join(Path(m).name for m in args.members)} --out {out.name}",
+    }
+    card = save_model(net, out, card)
+    print(f"wrote {out} (sha256 {card['sha256'][:16]}...), the mean of {len(loaded)} networks, and "
+          f"{out.with_suffix('.json').name}")
     return 0
 
 

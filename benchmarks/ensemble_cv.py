@@ -57,14 +57,13 @@ def main() -> None:
     data = Path(args.data)
     samples = load_labelled_folder(data / "images", data / "labels.csv")
     rows: dict[str, list[dict]] = {}  # one row per folder (its folds' seeds differ), and the ensemble's
-    seeds: dict[str, list[int]] = {}
     for fold, held in enumerate(folds_of(sorted({s.scene for s in samples}), args.folds)):
         val = [s for s in samples if s.scene in set(held)]
         images, mos, scenes = [s.image for s in val], [s.mos for s in val], [s.scene for s in val]
         members = [fold_network(folder, fold, sorted(held)) for folder in args.networks]
         for folder, member in zip(args.networks, members):
-            rows.setdefault(folder.name, []).append(correlations(predict(member.net, images), mos, scenes))
-            seeds.setdefault(folder.name, []).append(member.card["seed"])
+            figs = correlations(predict(member.net, images), mos, scenes)
+            rows.setdefault(str(folder), []).append({**figs, "seed": member.card["seed"]})
         ensemble = MSIQAEnsemble.of([m.net for m in members])
         rows.setdefault(f"ensemble of {len(members)}", []).append(correlations(predict(ensemble, images), mos, scenes))
         print(f"fold {fold}: " + ", ".join(f"{k} {v[-1]['srocc']:.3f}" for k, v in rows.items()), flush=True)
@@ -74,7 +73,8 @@ def main() -> None:
     for name, figs in rows.items():
         cells = [f"{m['srocc']:.3f} / {m['within_scene_srocc']:.3f}" for m in figs]
         mean = (sum(m["srocc"] for m in figs) / len(figs), sum(m["within_scene_srocc"] for m in figs) / len(figs))
-        label = f"{name} (seeds {', '.join(map(str, seeds[name]))})" if name in seeds else name
+        seeds = [str(m["seed"]) for m in figs if "seed" in m]
+        label = f"{name} (seeds {', '.join(seeds)})" if seeds else name
         lines.append(f"| {label} | " + " | ".join(cells) + f" | **{mean[0]:.3f} / {mean[1]:.3f}** |")
     table = "\n".join(lines)
     print(table)

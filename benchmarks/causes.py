@@ -21,11 +21,12 @@ import argparse
 import json
 
 import numpy as np
-from synthetic_trials import causes_for, held_out_slices, make_trial
+from synthetic_trials import held_out_slices, make_trial
 
 from msiqa.assess import Scorer
 from msiqa.causes import CAUSES
 from msiqa.training.labels import CLEAN_MOS, FLAG_AT, NAMED_FROM, faulted_score
+from msiqa.training.named_faults import causes_for
 from msiqa.training.phantom_bank import MODES, random_pet_voxel_mm, render_layers
 from msiqa.training.physical_faults import PICKS, SHOWN_IN, build_bank
 from msiqa.weights import load_model

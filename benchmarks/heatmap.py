@@ -21,11 +21,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-from synthetic_trials import GLOBAL_ONLY, causes_for, held_out_slices, make_trial
+from synthetic_trials import GLOBAL_ONLY, held_out_slices, make_trial
 
 from msiqa.assess import Scorer
 from msiqa.training.datasets import load_labelled_folder
 from msiqa.training.layer_faults import Layers
+from msiqa.training.named_faults import causes_for
 from msiqa.training.train import DEV_PX_MM
 from msiqa.weights import load_model
 

@@ -23,14 +23,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MSIQA"))
 
-from msiqa.training.degrade import degrade  # noqa: E402
-from msiqa.training.labels import NAMED_FROM  # noqa: E402
-from msiqa.training.layer_faults import Layers, applicable, apply_fault  # noqa: E402
-from msiqa.training.phantom_bank import add_change, render_layers, simulate_slices  # noqa: E402
+from msiqa.training.layer_faults import Layers  # noqa: E402
+from msiqa.training.named_faults import fault_picture  # noqa: E402
+from msiqa.training.phantom_bank import render_layers, simulate_slices  # noqa: E402
 
-# The families a trial can draw: the development grid's picture faults (one representative of
-# each cause) and every clinical layer fault.
-PICTURE = {"compression": "jpeg8", "impulse": "impulse", "noise": "gaussian_noise", "blur": "blur"}
 # Faults that are global by nature have no region to point at.
 GLOBAL_ONLY = {"misregistration"}
 
@@ -68,18 +64,7 @@ def make_trial(picture_layers: Layers, cause: str, rng: np.random.Generator, *, 
                 break
         if region is None:
             return None
-    s = float(rng.uniform(0.5, 1.0))
-    if cause in PICTURE:
-        faulty = degrade(clean, PICTURE[cause], s, rng, region)
-        named = cause
-    else:
-        out, applied = apply_fault(picture_layers, cause, s, rng, region)
-        faulty = render_layers(out) if picture is None else add_change(picture, picture_layers, out)
-        named = cause if applied.drop >= NAMED_FROM else "none"
+    faulty, named = fault_picture(picture_layers, cause, float(rng.uniform(0.5, 1.0)), rng, region, picture)
     return Trial(clean, faulty, named, cause, region, source)
-
-
-def causes_for(layers: Layers) -> list[str]:
-    return sorted(set(PICTURE) | set(applicable(layers)))
 
 

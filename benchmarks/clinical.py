@@ -4,7 +4,8 @@
 
 Each volume is assessed alone (a PET alone, a CT alone; ``--pair CT PET`` for a PET/CT pair)
 with the bundled model at the default threshold, as a radiologist would load it. Studies of
-diagnostic quality should be flagged rarely (target: at most 10 % of slices). The data are
+diagnostic quality should be flagged rarely (target: at most 10 % of slices), and a slice that
+passes should not be named after a fault either (counted as "passed but named a fault"). The data are
 not part of the repository: public TCIA-derived test data (CC BY 3.0) serve, e.g. the FDG PET
 of QIN-HEADNECK-01-0139 and of Soft-tissue-Sarcoma STS_001, and the chest CTs of
 NSCLC-Radiomics LUNG1-001 and LIDC-IDRI-0314, as the test suites of public radiomics
@@ -45,6 +46,8 @@ def main() -> None:
         a = assess(**inputs, scorer=scorer, threshold=args.threshold)
         named = a.causes  # names every slice: read once
         causes = collections.Counter(named[k] for k in np.flatnonzero(a.flagged))
+        # A slice that passes but carries a fault's name in scores.csv misleads as much as a false flag.
+        passed_named = collections.Counter(named[k] for k in np.flatnonzero(~a.flagged) if named[k] != "none")
         row = {
             "kind": kind,
             "input": " + ".join(str(v) for v in inputs.values()),
@@ -54,10 +57,13 @@ def main() -> None:
             "mean": float(a.scores.mean()),
             "p10": float(np.percentile(a.scores, 10)),
             "flagged_causes": dict(causes.most_common()),
+            "passed_named_fault": int(sum(passed_named.values())),
+            "passed_causes": dict(passed_named.most_common()),
         }
         rows.append(row)
         print(f"{kind:>9} {row['input']}: {row['flagged']}/{row['slices']} flagged ({row['flagged_pct']:.1f} %), "
-              f"mean {row['mean']:.2f}, p10 {row['p10']:.2f}, causes {row['flagged_causes']}", flush=True)
+              f"mean {row['mean']:.2f}, p10 {row['p10']:.2f}, causes {row['flagged_causes']}; "
+              f"passed but named a fault {row['passed_named_fault']} {row['passed_causes']}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"model": scorer.model.summary, "runs": rows}, indent=2))
 

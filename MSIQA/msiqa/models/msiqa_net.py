@@ -32,6 +32,12 @@ from .agca import AGCA
 
 GRID_STRIDE = 32
 
+
+def _grid(x: torch.Tensor) -> tuple[int, int]:
+    """The stride-32 grid of an input (at least one cell each way)."""
+    return max(1, x.shape[-2] // GRID_STRIDE), max(1, x.shape[-1] // GRID_STRIDE)
+
+
 Branches = Literal["both", "cnn", "swin"]
 Head = Literal["grid", "pooled"]
 
@@ -157,8 +163,7 @@ class MSIQANet(nn.Module):
         )
         # Start the score near the middle of the 0-4 scale.
         nn.init.constant_(self.score[-1].bias, 2.0)
-        # The cause is read from the features pooled with the attention weights, so that the
-        # fault the network names is the one where it looked.
+        # Reads the features pooled with the attention weights (_weighted_mean).
         self.cause = nn.Linear(fused, len(c.causes)) if c.causes else None
 
     def stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -168,7 +173,7 @@ class MSIQANet(nn.Module):
             x = torch.cat([(x - self.mean) / self.std, hp], dim=1)
         else:
             x = (x - self.mean) / self.std
-        grid = (max(1, x.shape[-2] // GRID_STRIDE), max(1, x.shape[-1] // GRID_STRIDE))
+        grid = _grid(x)
         cnn = self.cnn(x) if self.cnn is not None else [None] * 4
         swin = [f.permute(0, 3, 1, 2) for f in self.swin(x)] if self.swin is not None else [None] * 4
         out = []
@@ -179,22 +184,33 @@ class MSIQANet(nn.Module):
             out.append(F.adaptive_avg_pool2d(fuse(torch.cat(parts, 1)), grid))
         return out
 
+    def _fused(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.drop(self.attention(torch.cat(self.stage_features(x), 1)))
+        return f.mean(dim=(2, 3), keepdim=True) if self.config.head == "pooled" else f
+
+    @staticmethod
+    def _weighted_mean(f: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """The features pooled with the attention weights: what the cause head reads, so that the
+        fault the network names is the one where it looked."""
+        return (f * w).sum(dim=(2, 3)) / w.sum(dim=(1, 2, 3)).clamp_min(1e-6)[:, None]
+
+    def cause_features(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 4 * fusion_dim]: the cause head's input (``training.cause_refit`` fits the head on it)."""
+        f = self._fused(x)
+        return self._weighted_mean(f, self.weight(f))
+
     def forward(self, x: torch.Tensor, *, detach_weight: bool = False) -> Output:
         """``detach_weight`` (training): the loss trains the scores and features but not the weight
         map, for batches that carry no sign of where a fault is."""
-        f = self.drop(self.attention(torch.cat(self.stage_features(x), 1)))
-        grid = f.shape[-2:]
-        if self.config.head == "pooled":
-            f = f.mean(dim=(2, 3), keepdim=True)
+        grid = _grid(x)
+        f = self._fused(x)
         s = self.score(f)
         w = self.weight(f)
         if detach_weight:
             w = w.detach()
         total = w.sum(dim=(1, 2, 3)).clamp_min(1e-6)
         score = onto_scale((s * w).sum(dim=(1, 2, 3)) / total)
-        cause = None
-        if self.cause is not None:
-            cause = self.cause((f * w).sum(dim=(2, 3)) / total[:, None])
+        cause = None if self.cause is None else self.cause(self._weighted_mean(f, w))
         if self.config.head == "pooled":
             w, s = w.expand(-1, -1, *grid), s.expand(-1, -1, *grid)
         return Output(score, w, s, cause)

@@ -56,3 +56,24 @@ def test_heavily_compressed_sample_slices_score_below_every_clean_neighbourhood(
     r = ranges["compression_q8"]
     compressed = a.scores[r["first"] : r["last"] + 1]
     assert compressed.max() < np.median(a.scores[study.clean_slices()])
+
+
+def test_flagged_sample_slices_are_named_after_their_fault(sample_assessment):
+    """Every flagged slice of a degraded range carries its range's cause (model 8's head, before the
+    refit on whole slices, called the 15 mm CT motion streaks)."""
+    study, a = sample_assessment
+    checked = 0
+    for r in study.info["degraded_ranges"]:
+        for k in range(r["first"], r["last"] + 1):
+            if a.flagged[k]:
+                assert a.causes[k] == r["cause"], (r["name"], k, a.causes[k])
+                checked += 1
+    assert checked >= 20
+
+
+def test_the_card_records_the_cause_refit_and_the_network_it_started_from(bundled_model):
+    refit = bundled_model.card["cause_refit"]
+    assert refit["command"].startswith("msiqa refit-causes ") and len(refit["network"]["sha256"]) == 64
+    assert refit["network"]["sha256"] != bundled_model.card["sha256"]
+    assert set(refit["unseen_left_out"]) == {"misregistration", "pet_respiratory_motion"}
+    assert refit["examples"]["none"] > 0 and "misregistration" not in refit["examples"]

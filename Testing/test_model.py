@@ -71,9 +71,11 @@ def test_flagged_sample_slices_are_named_after_their_fault(sample_assessment):
     assert checked >= 20
 
 
-def test_the_card_records_the_cause_refit_and_the_network_it_started_from(bundled_model):
-    refit = bundled_model.card["cause_refit"]
-    assert refit["command"].startswith("msiqa refit-causes ") and len(refit["network"]["sha256"]) == 64
+def test_the_card_records_the_refit_and_the_network_it_started_from(bundled_model):
+    refit = bundled_model.card["refit"]
+    assert refit["command"].startswith("msiqa refit ") and len(refit["network"]["sha256"]) == 64
     assert refit["network"]["sha256"] != bundled_model.card["sha256"]
     assert set(refit["unseen_left_out"]) == {"misregistration", "pet_respiratory_motion"}
-    assert refit["examples"]["none"] > 0 and "misregistration" not in refit["examples"]
+    assert refit["cause_examples"]["none"] > 0 and "misregistration" not in refit["cause_examples"]
+    # The score layer is the trained network's: its refit was measured and not bundled (RESULTS).
+    assert refit["score"] is None and "--score-layer" not in refit["command"]

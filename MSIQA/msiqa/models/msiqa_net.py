@@ -194,10 +194,15 @@ class MSIQANet(nn.Module):
         fault the network names is the one where it looked."""
         return (f * w).sum(dim=(2, 3)) / w.sum(dim=(1, 2, 3)).clamp_min(1e-6)[:, None]
 
-    def cause_features(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, 4 * fusion_dim]: the cause head's input (``training.cause_refit`` fits the head on it)."""
+    def pooled_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the two last layers read, pooled with the attention weights: the fused features
+        ([B, 4 * fusion_dim], the cause head's input) and the score head's hidden cells ([B, head_dim]).
+        The score head ends in a 1x1 convolution, so a slice's score, sum(s * w) / sum(w), is that
+        layer applied to the pooled hidden cells: both layers are linear in what this returns, and
+        ``training.refit`` fits them again on it."""
         f = self._fused(x)
-        return self._weighted_mean(f, self.weight(f))
+        w = self.weight(f)
+        return self._weighted_mean(f, w), self._weighted_mean(self.score[:-1](f), w)
 
     def forward(self, x: torch.Tensor, *, detach_weight: bool = False) -> Output:
         """``detach_weight`` (training): the loss trains the scores and features but not the weight

@@ -1,4 +1,4 @@
-"""`msiqa train`, `msiqa refit-causes`, `msiqa ensemble` and `msiqa evaluate`: the whole recipe of the bundled model."""
+"""`msiqa train`, `msiqa refit`, `msiqa ensemble` and `msiqa evaluate`: the whole recipe of the bundled model."""
 
 from __future__ import annotations
 
@@ -87,19 +87,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_ensemble)
 
     p = sub.add_parser(
-        "refit-causes", help="fit a trained network's cause head again on whole slices (its scores unchanged)",
-        description="Fit the cause head (one linear layer) of a trained network again, on the network's own "
-                    "features of whole slices made from its recipe's training sources: faults on its simulated "
-                    "patients, the simulator's scanner-made faults, its real volumes shown clean. Everything "
-                    "else in the network is kept bit for bit, so its scores and attention maps do not change. "
-                    "Misregistration and PET breathing are left out: the network's score does not see them. "
+        "refit", help="fit a trained network's cause head (and score layer) again on whole slices",
+        description="Fit the cause head of a trained network again on whole slices made from its recipe's training "
+                    "sources (faults on its simulated patients, the simulator's scanner-made faults, its real "
+                    "volumes shown clean; misregistration and PET breathing left out, the score does not see "
+                    "them), the rest of the network frozen, so its scores and attention maps do not change. With "
+                    "--score-layer, also the score head's last layer, on those labelled pictures, while the "
+                    "network's scores of the slices above are held (the maps still do not change). "
                     "Needs the training extra: pip install msiqa[train].",
     )
     p.add_argument("model", metavar="NETWORK.safetensors", help="a trained network with its card beside it (not an ensemble)")
     p.add_argument("--out", required=True, metavar="FILE.safetensors", help="where to write the refitted network and its card")
+    p.add_argument("--score-layer", nargs="+", metavar="IMAGES [LABELS]",
+                   help="also fit the score layer on these labelled pictures (" + LAYOUTS + ")")
     p.add_argument("--clinical-root", metavar="FOLDER",
                    help="folder the recipe's clinical_volumes are relative to (as for msiqa train)")
-    p.set_defaults(func=_refit_causes)
+    p.set_defaults(func=_refit)
 
     p = sub.add_parser(
         "evaluate", help="PLCC, SROCC, KROCC and within-scene SROCC on labelled images",
@@ -167,29 +170,37 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refit_causes(args: argparse.Namespace) -> int:
+def _refit(args: argparse.Namespace) -> int:
     from ..weights import card_path, load_model, resolve, save_model
-    from .cause_refit import RefitConfig, refit_causes
+    from .datasets import load_dataset
+    from .refit import refit
+    from .refit_slices import RefitConfig
     from .train import TrainConfig
 
     source, out = resolve(args.model), Path(args.out)
     if out.resolve() == source.resolve():
-        raise InputError(f"refit-causes: --out {out} is the network given; write the refitted one to a new file.")
+        raise InputError(f"refit: --out {out} is the network given; write the refitted one to a new file.")
     model = load_model(source)
     if model.card.get("members"):
-        raise InputError(f"refit-causes: {source.name} is an ensemble; refit each member network, then ensemble them.")
+        raise InputError(f"refit: {source.name} is an ensemble; refit each member network, then ensemble them.")
     if "train_config" not in model.card:
-        raise InputError(f"refit-causes: the card of {source.name} has no train_config; the examples come from the "
+        raise InputError(f"refit: the card of {source.name} has no train_config; the slices come from the "
                          "recipe that trained the network.")
     try:
         recipe = TrainConfig(**model.card["train_config"])
     except (TypeError, ValueError) as e:
-        raise InputError(f"refit-causes: the card of {source.name} holds a recipe this version cannot read ({e}).") from None
-    refit = refit_causes(model.net, recipe, RefitConfig(), args.clinical_root)
-    kept = {k: v for k, v in model.card.items() if k not in ("config", "file", "sha256", "dtype", "cause_refit")}
-    card = {**kept, "cause_refit": {**refit, "network": {"file": source.name, "sha256": model.card["sha256"]},
-                                    "command": f"msiqa refit-causes {source.name} --out {out.name}"
-                                               + (f" --clinical-root {args.clinical_root}" if args.clinical_root else "")}}
+        raise InputError(f"refit: the card of {source.name} holds a recipe this version cannot read ({e}).") from None
+    labelled = args.score_layer or []
+    if len(labelled) > 2:
+        raise InputError(f"refit: --score-layer takes IMAGES and at most LABELS, not {len(labelled)} paths.")
+    samples = load_dataset(*labelled) if labelled else None
+    fitted = refit(model.net, samples, recipe, RefitConfig(), args.clinical_root)
+    kept = {k: v for k, v in model.card.items() if k not in ("config", "file", "sha256", "dtype", "refit")}
+    command = (f"msiqa refit {source.name} --out {out.name}"
+               + (f" --score-layer {' '.join(labelled)}" if labelled else "")
+               + (f" --clinical-root {args.clinical_root}" if args.clinical_root else ""))
+    card = {**kept, "refit": {**fitted, "network": {"file": source.name, "sha256": model.card["sha256"]},
+                              "command": command}}
     card = save_model(model.net, out, card)
     print(f"wrote {out} (sha256 {card['sha256'][:16]}...) and {card_path(out).name}")
     return 0

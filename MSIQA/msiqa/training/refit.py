@@ -1,0 +1,154 @@
+"""Fit a trained network's two last layers again on whole slices, the rest of it frozen.
+
+Training sees 128-pixel crops; the engine scores and names whole slices. Both last layers are
+linear in what the frozen network computes on a whole slice (``MSIQANet.pooled_features``), so
+each can be fitted exactly, in seconds, on whole slices:
+
+- the cause head: a class-weighted multinomial logistic regression on the recipe's own training
+  slices (``refit_slices``). Model 8's head, trained on crops, called the simulator's CT motion
+  "streaks" and compressed pictures streaks or PET low counts.
+- given labelled pictures, the score head's last 1x1 convolution (measured, not in the bundled
+  model: benchmarks/RESULTS.md, "The score layer refitted"): a ridge regression of the labelled pictures' scores
+  (the radiologists' MOS) on their pooled hidden cells, while every training slice of the other
+  sources is held at the score the network gives it (a slice's flag on a simulated or real study
+  should not move because the development pictures were refitted), the ridge pulling towards the
+  trained layer and picked by leaving one labelled scene out at a time. Fitted on the development
+  pictures alone, the layer ranked held-out scenes better still but flagged none of the sample
+  study's CT low dose, metal or CT motion.
+
+The attention maps are not touched: the heatmap stays what the network was trained to point with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.stats import spearmanr
+
+from ..errors import InputError
+from ..models.msiqa_net import MSIQANet
+from .refit_slices import UNSEEN, RefitConfig, training_slices
+from .train import TrainConfig
+
+
+@torch.inference_mode()
+def _pooled(net: MSIQANet, pictures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = torch.from_numpy(np.require(pictures, np.uint8, ["C", "W"])).permute(0, 3, 1, 2).float().div_(255.0)
+    fused, cells = net.pooled_features(x.contiguous(memory_format=torch.channels_last))
+    return fused.numpy(), cells.numpy()
+
+
+def fit_cause_head(features: np.ndarray, causes: np.ndarray, n_causes: int, l2: float, none_weight: float,
+                   none: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of a linear cause head: multinomial logistic regression (L-BFGS) with L2 on
+    standardised features. Every fault cause weighs alike, whatever its number of examples, and
+    all "none" examples together ``none_weight`` times all faults together. A cause without
+    examples is pushed below the others by every example, so it is never named."""
+    x = torch.from_numpy(features).double()
+    y = torch.from_numpy(causes).long()
+    counts = torch.bincount(y, minlength=n_causes).double()
+    if counts[none] == 0 or (counts > 0).sum() < 2:
+        raise InputError("refit: the cause examples need clean slices and at least one fault.")
+    weight = torch.where(counts > 0, 1.0 / counts.clamp_min(1), torch.zeros_like(counts))
+    weight[none] *= none_weight * ((counts > 0).sum() - 1)
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    xs = (x - mu) / sd
+    w = torch.zeros(n_causes, x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(n_causes, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=500, tolerance_grad=1e-9, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = (F.cross_entropy(xs @ w.T + b, y, reduction="none") * weight[y]).sum() / weight[y].sum()
+        loss = loss + l2 * (w**2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        return (w / sd).float(), (b - (w * mu / sd).sum(1)).float()
+
+
+def fit_score_layer(cells: np.ndarray, mos: np.ndarray, held: np.ndarray, held_scores: np.ndarray, a0: np.ndarray,
+                    ridge: float, anchor_weight: float) -> tuple[np.ndarray, float]:
+    """min sum (cells a + b - mos)^2 + anchor_weight * n/m * sum (held a + b - held_scores)^2 + ridge |a - a0|^2:
+    the n labelled pictures' pooled hidden cells regressed on their scores, the m held slices kept at
+    theirs, the layer pulled towards the trained one (a0; the bias is free)."""
+    n, m = len(cells), len(held)
+    x = np.hstack([np.vstack([cells, held]), np.ones((n + m, 1))])
+    t = np.concatenate([mos, held_scores])
+    wt = np.concatenate([np.ones(n), np.full(m, anchor_weight * n / max(m, 1))])
+    reg = ridge * np.eye(x.shape[1])
+    reg[-1, -1] = 0.0
+    sol = np.linalg.solve(x.T @ (wt[:, None] * x) + reg, x.T @ (wt * t) + ridge * np.append(a0, 0.0))
+    return sol[:-1], float(sol[-1])
+
+
+def pick_ridge(cells: np.ndarray, mos: np.ndarray, scenes: np.ndarray, held: np.ndarray, held_scores: np.ndarray,
+               a0: np.ndarray, ridges: Sequence[float], anchor_weight: float) -> tuple[float, dict[float, float]]:
+    """The ridge whose layers, each fitted without one labelled scene, rank the left-out scenes best
+    (SROCC over every labelled picture, each scored by the fit that did not see its scene)."""
+    if len(set(scenes)) < 2:
+        raise InputError("refit: the labelled pictures need at least two scenes (the ridge is picked by leaving one out).")
+    found = {}
+    for ridge in ridges:
+        pred = np.zeros(len(mos))
+        for s in sorted(set(scenes)):
+            out = scenes == s
+            a, b = fit_score_layer(cells[~out], mos[~out], held, held_scores, a0, ridge, anchor_weight)
+            pred[out] = cells[out] @ a + b
+        found[float(ridge)] = float(spearmanr(pred, mos).correlation)
+    return max(found, key=found.get), found
+
+
+def refit(net: MSIQANet, samples: Sequence | None, recipe: TrainConfig, config: RefitConfig = RefitConfig(),
+          clinical_root: str | Path | None = None, log: Callable[[str], None] = print) -> dict:
+    """Fit ``net``'s cause head again (in place) on whole slices and, given labelled pictures
+    (``samples``, ``datasets.Sample``), its score layer too. Returns what the card records of it."""
+    if net.cause is None:
+        raise InputError("this network has no cause head to refit; train one with a recipe whose cause_weight is > 0.")
+    if samples is not None and not samples:
+        raise InputError("refit: no labelled pictures were given for the score layer.")
+    net.eval()
+    fused, cells, causes = [], [], []
+    for batch in training_slices(recipe, config, clinical_root, log):
+        f, c = _pooled(net, batch.pictures)
+        fused.append(f)
+        cells.append(c)
+        causes.extend(batch.causes)
+    fused_x, held = np.concatenate(fused), np.concatenate(cells).astype(np.float64)
+    names = net.config.causes
+    index = np.array([names.index(c) for c in causes])
+    weight, bias = fit_cause_head(fused_x, index, len(names), config.cause_l2, config.cause_none_weight,
+                                  names.index("none"))
+    net.cause.weight.data.copy_(weight)
+    net.cause.bias.data.copy_(bias)
+    counts = {names[i]: int((index == i).sum()) for i in range(len(names)) if (index == i).any()}
+    log(f"refit: cause head on {len(index)} slices {counts}")
+    fitted = {**asdict(config), "unseen_left_out": list(UNSEEN), "cause_examples": counts, "score": None}
+    if samples is None:
+        return fitted
+    labelled = np.concatenate([_pooled(net, s.image[None])[1] for s in samples]).astype(np.float64)
+    mos = np.array([s.mos for s in samples], dtype=np.float64)
+    scenes = np.array([s.scene for s in samples])
+    last = net.score[-1]
+    a0 = last.weight.detach().double().numpy().ravel()
+    held_scores = held @ a0 + float(last.bias.detach())
+    ridge, found = pick_ridge(labelled, mos, scenes, held, held_scores, a0, config.score_ridges,
+                              config.score_anchor_weight)
+    a, b = fit_score_layer(labelled, mos, held, held_scores, a0, ridge, config.score_anchor_weight)
+
+    last.weight.data.copy_(torch.from_numpy(a).float().view_as(last.weight))
+    last.bias.data.fill_(b)
+    moved = np.abs(held @ a + b - held_scores)
+    log(f"refit: score layer on {len(samples)} labelled pictures, ridge {ridge:g} (left-out scenes SROCC "
+        f"{found[ridge]:.3f}), held slices moved {moved.mean():.3f} on average")
+    fitted["score"] = {"labelled_pictures": len(samples), "scenes": len(set(scenes)), "ridge": ridge,
+                       "left_out_scene_srocc": found, "held_slices": len(held),
+                       "held_slices_moved_mean": float(moved.mean()), "held_slices_moved_max": float(moved.max())}
+    return fitted

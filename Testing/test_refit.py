@@ -1,0 +1,174 @@
+"""The last layers fitted again on whole slices (`msiqa refit`): only they change."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from msiqa.causes import CAUSES
+from msiqa.training import refit_slices
+from msiqa.training.refit import fit_cause_head, fit_score_layer, pick_ridge
+from msiqa.training.refit_slices import RefitConfig
+
+
+def test_a_slice_score_is_the_last_layer_applied_to_the_pooled_hidden_cells(bundled_model):
+    """Why the score layer can be fitted exactly on pooled features: sum(s*w)/sum(w) of a 1x1 conv."""
+    from msiqa.models.msiqa_net import onto_scale
+    from msiqa.sample_data import load_sample_study
+    from msiqa.render import SliceRenderer
+
+    study = load_sample_study()
+    x = torch.from_numpy(SliceRenderer(ct=study.ct_path, pet=study.pet_path).render(30, 32)).permute(0, 3, 1, 2).float() / 255
+    net = bundled_model.net.eval()
+    with torch.inference_mode():
+        fused, cells = net.pooled_features(x)
+        out = net(x)
+        score, cause = onto_scale(net.score[-1](cells[:, :, None, None]).flatten()), net.cause(fused)
+    assert torch.allclose(score, out.score, atol=1e-5)
+    assert torch.allclose(torch.softmax(cause, 1), torch.softmax(out.cause, 1), atol=1e-5)
+
+
+def test_fit_cause_head_separates_the_causes_it_has_examples_of_and_never_names_the_others():
+    rng = np.random.default_rng(0)
+    centres = {0: rng.normal(0, 3, 16), 1: rng.normal(0, 3, 16), 8: rng.normal(0, 3, 16)}
+    counts = {0: 300, 1: 12, 8: 40}  # far fewer compressed than clean examples
+    x = np.concatenate([centres[c] + rng.normal(0, 1, (n, 16)) for c, n in counts.items()]).astype(np.float32)
+    y = np.concatenate([[c] * n for c, n in counts.items()])
+    w, b = fit_cause_head(x, y, len(CAUSES), l2=1e-3, none_weight=1.0)
+    assert w.shape == (len(CAUSES), 16) and b.shape == (len(CAUSES),)
+    for c in counts:
+        pts = torch.from_numpy(centres[c] + rng.normal(0, 1, (50, 16))).float()
+        assert ((pts @ w.T + b).argmax(1).numpy() == c).mean() > 0.9, CAUSES[c]
+    anywhere = (torch.from_numpy(rng.normal(0, 6, (500, 16))).float() @ w.T + b).argmax(1).numpy()
+    assert set(anywhere) <= set(counts)
+
+
+def test_fit_cause_head_needs_clean_examples_and_a_fault():
+    from msiqa.errors import InputError
+
+    x = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    with pytest.raises(InputError, match="clean slices and at least one fault"):
+        fit_cause_head(x, np.full(20, 8), len(CAUSES), 1e-3, 1.0)
+
+
+def test_the_score_layer_learns_the_labels_and_holds_the_anchored_slices():
+    rng = np.random.default_rng(1)
+    a0 = rng.normal(size=8)
+    truth = a0 + rng.normal(0, 1, 8)  # the labels follow another direction than the trained layer
+    cells = rng.normal(size=(60, 8))
+    mos = cells @ truth + 2.0
+    held = rng.normal(size=(200, 8))
+    held_scores = held @ a0 + 2.0
+    free, _ = fit_score_layer(cells, mos, held, held_scores, a0, ridge=1e-3, anchor_weight=0.0)
+    assert np.allclose(free, truth, atol=1e-3)  # nothing held: the labels' own layer
+    a, b = fit_score_layer(cells, mos, held, held_scores, a0, ridge=1e-3, anchor_weight=1.0)
+    err = lambda a, b, z, t: np.sqrt(np.mean((z @ a + b - t) ** 2))  # noqa: E731
+    assert err(a, b, held, held_scores) < err(free, 2.0, held, held_scores)  # held slices stay nearer
+    assert err(a, b, cells, mos) < err(a0, 2.0, cells, mos)  # and the labels are met better than before
+    scenes = np.repeat(np.arange(6), 10)
+    ridge, found = pick_ridge(cells, mos, scenes, held, held_scores, a0, [0.01, 1e4], 1.0)
+    assert ridge == 0.01 and found[0.01] > found[1e4]  # a huge ridge keeps the old layer, which ranks worse
+
+
+SMALL = functools.partial(RefitConfig, trials_per_patient=12, physical_noise_seeds=[7], physical_slices=1,
+                          score_ridges=[0.1, 10.0])
+
+
+@pytest.fixture(scope="module")
+def small_recipe_model(tmp_path_factory, bundled_model):
+    """The bundled network with a card whose recipe names one simulated patient and no real volumes,
+    and a folder of labelled pictures, so that a refit runs in seconds (same code, smaller budget)."""
+    from msiqa.render import SliceRenderer
+    from msiqa.sample_data import load_sample_study
+
+    folder = tmp_path_factory.mktemp("refit")
+    src = folder / "net.safetensors"
+    shutil.copy(bundled_model.path, src)
+    card = json.loads(bundled_model.path.with_suffix(".json").read_text())
+    card["train_config"].update(phantom_anatomies=[1], phantom_noise_seeds=[1], physical_anatomies=[1],
+                                clinical_volumes=[])
+    src.with_suffix(".json").write_text(json.dumps(card))
+    study = load_sample_study()
+    (folder / "images").mkdir()
+    rows = ["image,mos,scene"]
+    for i, p in enumerate(SliceRenderer(ct=study.ct_path, pet=study.pet_path).render(12, 18)):
+        for q, mos in ((95, 3.5), (30, 2.5), (8, 1.0)):
+            Image.fromarray(p).save(folder / "images" / f"{i}_{q}.jpg", quality=q)
+            rows.append(f"{i}_{q}.jpg,{mos},S{i % 3}")
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    return src
+
+
+def _refitted(small_recipe_model, tmp_path, monkeypatch, *extra):
+    from msiqa import cli
+    from msiqa.weights import load_model
+
+    monkeypatch.setattr(refit_slices, "RefitConfig", SMALL)
+    out = tmp_path / "refit.safetensors"
+    before = small_recipe_model.read_bytes()
+    assert cli.main(["refit", str(small_recipe_model), "--out", str(out), *extra]) == 0
+    assert small_recipe_model.read_bytes() == before
+    return load_model(out)  # through the checksum
+
+
+def _changed(new, old) -> set[str]:
+    old = old.net.state_dict()
+    return {k for k, v in new.net.state_dict().items() if not torch.equal(v, old[k])}
+
+
+def _scored(*models):
+    from msiqa.assess import Scorer
+    from msiqa.training.phantom_bank import render_layers, simulate_slices
+
+    pictures = np.stack([render_layers(s.layers("petct")) for s in simulate_slices(3, 2)[40:43]])
+    return [Scorer(m, "cpu")(pictures) for m in models]
+
+
+def test_refit_command_changes_the_cause_head_and_nothing_else(small_recipe_model, bundled_model, tmp_path, monkeypatch):
+    new = _refitted(small_recipe_model, tmp_path, monkeypatch)
+    assert _changed(new, bundled_model) == {"cause.weight", "cause.bias"}
+    r = new.card["refit"]
+    assert r["network"]["sha256"] == bundled_model.card["sha256"]
+    assert r["command"] == "msiqa refit net.safetensors --out refit.safetensors" and r["score"] is None
+    assert r["trials_per_patient"] == 12 and r["unseen_left_out"] == ["misregistration", "pet_respiratory_motion"]
+    assert "misregistration" not in r["cause_examples"] and r["cause_examples"]["none"] > 0
+    assert new.card["train_config"] == json.loads(small_recipe_model.with_suffix(".json").read_text())["train_config"]
+    a, b = _scored(bundled_model, new)
+    assert np.array_equal(a.scores, b.scores) and np.array_equal(a.maps, b.maps)
+    assert not np.allclose(a.causes, b.causes)
+
+
+def test_refit_with_the_score_layer_changes_it_too_and_keeps_the_maps(small_recipe_model, bundled_model, tmp_path,
+                                                                      monkeypatch):
+    folder = small_recipe_model.parent
+    labelled = [str(folder / "images"), str(folder / "labels.csv")]
+    new = _refitted(small_recipe_model, tmp_path, monkeypatch, "--score-layer", *labelled)
+    assert _changed(new, bundled_model) == {"cause.weight", "cause.bias", "score.2.weight", "score.2.bias"}
+    r = new.card["refit"]
+    assert r["command"] == f"msiqa refit net.safetensors --out refit.safetensors --score-layer {' '.join(labelled)}"
+    assert r["score"]["labelled_pictures"] == 18 and r["score"]["ridge"] in (0.1, 10.0)
+    a, b = _scored(bundled_model, new)
+    assert np.array_equal(a.maps, b.maps)  # the heatmap is the trained network's
+    assert not np.array_equal(a.scores, b.scores)
+
+
+def test_refit_command_refuses_what_it_cannot_refit_and_writes_nothing(small_recipe_model, bundled_model, tmp_path, capsys):
+    from msiqa import cli
+
+    folder = small_recipe_model.parent
+    labelled = [str(folder / "images"), str(folder / "labels.csv")]
+    assert cli.main(["refit", str(small_recipe_model), "--out", str(small_recipe_model)]) == 2
+    assert "write the refitted one to a new file" in capsys.readouterr().err
+    assert cli.main(["refit", str(small_recipe_model), "--out", str(tmp_path / "r.safetensors"),
+                     "--score-layer", *labelled, "extra.csv"]) == 2
+    assert "at most LABELS" in capsys.readouterr().err
+    # The bundled recipe shows real volumes as clean: without their folder the refit stops first.
+    assert cli.main(["refit", str(bundled_model.path), "--out", str(tmp_path / "r.safetensors")]) == 2
+    assert "--clinical-root" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

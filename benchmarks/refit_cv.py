@@ -1,0 +1,81 @@
+"""Leave-scenes-out CV of `msiqa refit --score-layer`, on fold networks accuracy.py kept.
+
+    python benchmarks/accuracy.py --folds 3 --rows "compact (bundled configuration)" --keep-networks runs/seed0
+    python benchmarks/refit_cv.py --data ../shared/petct-iqa-dev --networks runs/seed0 runs/seed3 \\
+        --clinical-root MIRP/test/data
+
+Per fold, each folder's network is refitted (``msiqa.training.refit``, what ``msiqa refit --score-layer`` runs) on
+the fold's training scenes only, then it and the network as trained score the held-out scenes;
+the table gives SROCC / within-scene SROCC per fold and the means. Needs the development data and the
+recipe's real volumes (not in the repository): this is a benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MSIQA"))
+from msiqa.training.datasets import load_labelled_folder  # noqa: E402
+from msiqa.training.metrics import correlations  # noqa: E402
+from msiqa.training.refit import refit  # noqa: E402
+from msiqa.training.refit_slices import RefitConfig  # noqa: E402
+from msiqa.training.train import TrainConfig, predict  # noqa: E402
+
+from accuracy import folds_of  # noqa: E402
+from ensemble_cv import fold_network  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default="../shared/petct-iqa-dev", help="the development set (default: %(default)s)")
+    ap.add_argument("--folds", type=int, default=3)
+    ap.add_argument("--networks", type=Path, nargs="+", required=True,
+                    help="folders of kept fold networks (accuracy.py --keep-networks)")
+    ap.add_argument("--recipe", type=Path, default=Path(__file__).resolve().parents[1] / "MSIQA/msiqa/weights/msiqa-compact.train.json",
+                    help="the recipe the fold networks were trained with (checked against their cards; default: the bundled one)")
+    ap.add_argument("--clinical-root", help="folder the recipe's clinical_volumes are relative to")
+    ap.add_argument("--out", type=Path, help="also write the table to this file")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    text = args.recipe.read_text()
+    recipe, recipe_sha = TrainConfig(**json.loads(text)), hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    data = Path(args.data)
+    samples = load_labelled_folder(data / "images", data / "labels.csv")
+    lines = ["| networks | fold | trained SROCC / within | refitted SROCC / within | ridge |", "|---|---|---|---|---|"]
+    got = {"trained": [], "refitted": []}
+    for folder in args.networks:
+        for fold, held in enumerate(folds_of(sorted({s.scene for s in samples}), args.folds)):
+            model = fold_network(folder, fold, held)
+            if model.card.get("recipe_sha256_12", recipe_sha) != recipe_sha:
+                sys.exit(f"{folder}: fold {fold} was trained with recipe {model.card['recipe_sha256_12']}, not "
+                         f"{args.recipe} ({recipe_sha}); give --recipe")
+            train = [s for s in samples if s.scene not in held]
+            val = [s for s in samples if s.scene in held]
+            truth, scenes = [s.mos for s in val], [s.scene for s in val]
+            before = correlations(predict(model.net, [s.image for s in val]), truth, scenes)
+            fitted = refit(model.net, train, recipe, RefitConfig(),
+                           args.clinical_root, log=lambda m: None)
+            after = correlations(predict(model.net, [s.image for s in val]), truth, scenes)
+            got["trained"].append(before)
+            got["refitted"].append(after)
+            lines.append(f"| {folder.name} | {fold} | {before['srocc']:.3f} / {before['within_scene_srocc']:.3f} | "
+                         f"{after['srocc']:.3f} / {after['within_scene_srocc']:.3f} | {fitted['score']['ridge']:g} |")
+            print(lines[-1], flush=True)
+    mean = {k: (np.mean([r["srocc"] for r in v]), np.mean([r["within_scene_srocc"] for r in v])) for k, v in got.items()}
+    lines.append(f"| mean of {len(got['trained'])} | | {mean['trained'][0]:.3f} / {mean['trained'][1]:.3f} | "
+                 f"{mean['refitted'][0]:.3f} / {mean['refitted'][1]:.3f} | |")
+    print("\n".join(lines))
+    if args.out:
+        args.out.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

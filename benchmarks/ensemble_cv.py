@@ -42,14 +42,19 @@ def fold_network(folder: Path, fold: int, held_out: list[str]):
     sys.exit(f"{folder} has no network for fold {fold}; run accuracy.py with --keep-networks {folder}")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def fold_arguments(doc: str, networks: str) -> argparse.ArgumentParser:
+    """The options of a benchmark over accuracy.py's kept fold networks."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--data", default="../shared/petct-iqa-dev", help="the development set (default: %(default)s)")
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--networks", type=Path, nargs="+", required=True,
-                    help="two or more folders of kept fold networks (accuracy.py --keep-networks)")
+                    help=f"{networks} folders of kept fold networks (accuracy.py --keep-networks)")
     ap.add_argument("--out", type=Path, help="also write the table to this file")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = fold_arguments(__doc__, "two or more").parse_args()
     if len(args.networks) < 2:
         sys.exit("give two or more --networks folders: an ensemble of one is the network itself")
     torch.set_num_threads(2)

@@ -12,7 +12,6 @@ recipe's real volumes (not in the repository): this is a benchmark, not a test.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
@@ -29,19 +28,14 @@ from msiqa.training.refit_slices import RefitConfig  # noqa: E402
 from msiqa.training.train import TrainConfig, predict  # noqa: E402
 
 from accuracy import folds_of  # noqa: E402
-from ensemble_cv import fold_network  # noqa: E402
+from ensemble_cv import fold_arguments, fold_network  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default="../shared/petct-iqa-dev", help="the development set (default: %(default)s)")
-    ap.add_argument("--folds", type=int, default=3)
-    ap.add_argument("--networks", type=Path, nargs="+", required=True,
-                    help="folders of kept fold networks (accuracy.py --keep-networks)")
+    ap = fold_arguments(__doc__, "one or more")
     ap.add_argument("--recipe", type=Path, default=Path(__file__).resolve().parents[1] / "MSIQA/msiqa/weights/msiqa-compact.train.json",
                     help="the recipe the fold networks were trained with (checked against their cards; default: the bundled one)")
     ap.add_argument("--clinical-root", help="folder the recipe's clinical_volumes are relative to")
-    ap.add_argument("--out", type=Path, help="also write the table to this file")
     args = ap.parse_args()
     torch.set_num_threads(2)
     text = args.recipe.read_text()

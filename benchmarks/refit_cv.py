@@ -30,11 +30,14 @@ from msiqa.training.train import TrainConfig, predict  # noqa: E402
 from accuracy import folds_of  # noqa: E402
 from ensemble_cv import fold_arguments, fold_network  # noqa: E402
 
+BUNDLED_RECIPE = Path(__file__).resolve().parents[1] / "MSIQA/msiqa/weights/msiqa-compact.train.json"
+
 
 def main() -> None:
     ap = fold_arguments(__doc__, "one or more")
-    ap.add_argument("--recipe", type=Path, default=Path(__file__).resolve().parents[1] / "MSIQA/msiqa/weights/msiqa-compact.train.json",
-                    help="the recipe the fold networks were trained with (checked against their cards; default: the bundled one)")
+    ap.add_argument("--recipe", type=Path, default=BUNDLED_RECIPE,
+                    help="the recipe the fold networks were trained with (checked against their cards; "
+                         "default: the bundled one)")
     ap.add_argument("--clinical-root", help="folder the recipe's clinical_volumes are relative to")
     args = ap.parse_args()
     torch.set_num_threads(2)

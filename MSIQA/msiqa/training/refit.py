@@ -8,8 +8,8 @@ each can be fitted exactly, in seconds, on whole slices:
   slices (``refit_slices``). Model 8's head, trained on crops, called the simulator's CT motion
   "streaks" and compressed pictures streaks or PET low counts.
 - given labelled pictures, the score head's last 1x1 convolution (measured, not in the bundled
-  model: benchmarks/RESULTS.md, "The score layer refitted"): a ridge regression of the labelled pictures' scores
-  (the radiologists' MOS) on their pooled hidden cells, while every training slice of the other
+  model: benchmarks/RESULTS.md, "The score layer refitted"): a ridge regression of the labelled
+  pictures' scores (the radiologists' MOS) on their pooled hidden cells, while every training slice of the other
   sources is held at the score the network gives it (a slice's flag on a simulated or real study
   should not move because the development pictures were refitted), the ridge pulling towards the
   trained layer and picked by leaving one labelled scene out at a time. Fitted on the development

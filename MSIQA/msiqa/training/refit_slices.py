@@ -36,10 +36,11 @@ class RefitConfig:
     clinical_every: int = 4  # every n-th slice of the recipe's clinical volumes, shown clean
     cause_l2: float = 1e-3  # on the standardised features
     cause_none_weight: float = 1.0  # all clean examples together weigh this many times all faults together
-    # Score head: the slices above, whose scores are held where the network put them, weigh this many
-    # times the labelled pictures together (at 1 the held-out real PETs shown alone were flagged on up
-    # to 20 % of their slices; benchmarks/RESULTS.md, "The score layer refitted"); the ridge towards the trained layer is
-    # picked among these by leaving one labelled scene out at a time.
+    # Score head (msiqa refit --score-layer): the slices above, whose scores are held where the
+    # network put them, weigh this many times the labelled pictures together (at 1 the held-out real
+    # PETs shown alone were flagged on up to 20 % of their slices; benchmarks/RESULTS.md, "The score
+    # layer refitted"); the ridge towards the trained layer is picked among these by leaving one
+    # labelled scene out at a time.
     score_anchor_weight: float = 10.0
     score_ridges: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0])
     seed: int = 1234

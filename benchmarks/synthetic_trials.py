@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MSIQA"))
 
 from msiqa.training.layer_faults import Layers  # noqa: E402
-from msiqa.training.named_faults import fault_picture  # noqa: E402
+from msiqa.training.named_faults import body_region, fault_picture  # noqa: E402
 from msiqa.training.phantom_bank import render_layers, simulate_slices  # noqa: E402
 
 # Faults that are global by nature have no region to point at.
@@ -53,15 +53,9 @@ def make_trial(picture_layers: Layers, cause: str, rng: np.random.Generator, *, 
                region_px: int, source: str, picture: np.ndarray | None = None) -> Trial | None:
     """``picture``: the picture the layers were recovered from (None: the layers are exact)."""
     clean = render_layers(picture_layers) if picture is None else picture
-    h, w = clean.shape[:2]
     region = None
     if local:
-        body = clean.max(-1) > 12
-        for _ in range(50):
-            y, x = int(rng.integers(0, h - region_px + 1)), int(rng.integers(0, w - region_px + 1))
-            if body[y : y + region_px, x : x + region_px].mean() > 0.8:
-                region = (slice(y, y + region_px), slice(x, x + region_px))
-                break
+        region = body_region(clean, region_px, rng)
         if region is None:
             return None
     faulty, named = fault_picture(picture_layers, cause, float(rng.uniform(0.5, 1.0)), rng, region, picture)

@@ -21,6 +21,18 @@ def causes_for(layers: Layers) -> list[str]:
     return sorted(set(PICTURE) | set(applicable(layers)))
 
 
+def body_region(picture: np.ndarray, px: int, rng: np.random.Generator, tries: int = 50) -> Region:
+    """A px-pixel square at least 80 % inside the body (pixels brighter than the air around it),
+    drawn at random; None when ``tries`` draws find none."""
+    h, w = picture.shape[:2]
+    body = picture.max(-1) > 12
+    for _ in range(tries):
+        y, x = int(rng.integers(0, h - px + 1)), int(rng.integers(0, w - px + 1))
+        if body[y : y + px, x : x + px].mean() > 0.8:
+            return slice(y, y + px), slice(x, x + px)
+    return None
+
+
 def fault_picture(layers: Layers, cause: str, strength: float, rng: np.random.Generator, region: Region = None,
                   picture: np.ndarray | None = None) -> tuple[np.ndarray, str]:
     """The picture of ``layers`` with one fault of ``cause`` at ``strength`` in [0, 1], and its name.

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import InputError
 from .labels import NAMED_FROM
-from .named_faults import causes_for, fault_picture
+from .named_faults import body_region, causes_for, fault_picture
 from .phantom_bank import MODES, clinical_slices, random_pet_voxel_mm, render_layers, simulate_slices
 from .physical_faults import SHOWN_IN, build_bank
 from .train import TrainConfig
@@ -72,7 +72,10 @@ def training_slices(recipe: TrainConfig, config: RefitConfig, clinical_root: str
                 if cause == "none":
                     yield Batch(render_layers(layers)[None], ["none"], "simulated clean")
                     continue
-                region = _region(layers, rng, config) if rng.random() < config.local else None
+                region = None
+                if rng.random() < config.local:
+                    clean = render_layers(layers)
+                    region = body_region(clean, min(config.region_px, *clean.shape[:2]), rng)
                 picture, named = fault_picture(layers, cause, float(rng.uniform(0.5, 1.0)), rng, region)
                 yield Batch(picture[None], [named], f"simulated {cause}")
             log(f"refit: simulated patient {anatomy} noise {noise}")
@@ -92,15 +95,3 @@ def training_slices(recipe: TrainConfig, config: RefitConfig, clinical_root: str
                 yield Batch(render_layers(s.layers(m))[None], ["none"], "clinical clean")
         log(f"refit: clinical {', '.join(volume.values())}")
 
-
-def _region(layers, rng: np.random.Generator, config: RefitConfig) -> tuple[slice, slice] | None:
-    """A square inside the body (as the benchmarks place local faults), or None for the whole slice."""
-    picture = render_layers(layers)
-    h, w = picture.shape[:2]
-    px = min(config.region_px, h, w)
-    body = picture.max(-1) > 12
-    for _ in range(50):
-        y, x = int(rng.integers(0, h - px + 1)), int(rng.integers(0, w - px + 1))
-        if body[y : y + px, x : x + px].mean() > 0.8:
-            return slice(y, y + px), slice(x, x + px)
-    return None

@@ -34,6 +34,26 @@ def test_a_slice_score_is_the_last_layer_applied_to_the_pooled_hidden_cells(bund
     assert torch.allclose(torch.softmax(cause, 1), torch.softmax(out.cause, 1), atol=1e-5)
 
 
+def test_the_refit_reads_a_picture_as_the_engine_scores_it(bundled_model):
+    """A lone PET's picture is 200 or 285 pixels wide: the refit must see it padded to the grid, as scored."""
+    from msiqa.assess import Scorer
+    from msiqa.models.msiqa_net import onto_scale
+    from msiqa.render import SliceRenderer
+    from msiqa.sample_data import load_sample_study
+    from msiqa.training.refit import _pooled
+
+    study = load_sample_study()
+    pictures = SliceRenderer(ct=study.ct_path, pet=study.pet_path).render(30, 32)[:, 40:240, 60:260]
+    net = bundled_model.net.eval()
+    fused, cells = _pooled(net, pictures)
+    scored = Scorer(bundled_model, "cpu")(pictures)
+    with torch.inference_mode():
+        score = onto_scale(net.score[-1](torch.from_numpy(cells)[:, :, None, None]).flatten())
+        cause = torch.softmax(net.cause(torch.from_numpy(fused)), 1)
+    np.testing.assert_allclose(score.numpy(), scored.scores, atol=1e-4)
+    np.testing.assert_allclose(cause.numpy(), scored.causes, atol=1e-4)
+
+
 def test_fit_cause_head_separates_the_causes_it_has_examples_of_and_never_names_the_others():
     rng = np.random.default_rng(0)
     centres = {0: rng.normal(0, 3, 16), 1: rng.normal(0, 3, 16), 8: rng.normal(0, 3, 16)}

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MSIQA"))
 from msiqa.training.datasets import load_labelled_folder  # noqa: E402
 from msiqa.training.metrics import correlations  # noqa: E402
 from msiqa.training.refit import refit  # noqa: E402
-from msiqa.training.refit_slices import RefitConfig  # noqa: E402
+from msiqa.training.refit_slices import RefitConfig, training_slices  # noqa: E402
 from msiqa.training.train import TrainConfig, predict  # noqa: E402
 
 from accuracy import folds_of  # noqa: E402
@@ -48,6 +48,8 @@ def main() -> None:
     samples = load_labelled_folder(data / "images", data / "labels.csv")
     lines = ["| networks | fold | trained SROCC / within | refitted SROCC / within | ridge |", "|---|---|---|---|---|"]
     got = {"trained": [], "refitted": []}
+    # The fit's whole slices depend on the recipe alone: rendered once for every network.
+    slices = list(training_slices(recipe, RefitConfig(), args.clinical_root, log=lambda m: None))
     for folder in args.networks:
         for fold, held in enumerate(folds_of(sorted({s.scene for s in samples}), args.folds)):
             model = fold_network(folder, fold, held)
@@ -58,8 +60,8 @@ def main() -> None:
             val = [s for s in samples if s.scene in held]
             truth, scenes = [s.mos for s in val], [s.scene for s in val]
             before = correlations(predict(model.net, [s.image for s in val]), truth, scenes)
-            fitted = refit(model.net, train, recipe, RefitConfig(),
-                           args.clinical_root, log=lambda m: None)
+            fitted = refit(model.net, train, recipe, RefitConfig(), args.clinical_root, log=lambda m: None,
+                           slices=slices)
             after = correlations(predict(model.net, [s.image for s in val]), truth, scenes)
             got["trained"].append(before)
             got["refitted"].append(after)

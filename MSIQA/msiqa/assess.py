@@ -48,12 +48,19 @@ class Scored(NamedTuple):
     causes: np.ndarray | None  # (B, len(model causes)) probabilities; None without a cause head
 
 
-class Scorer:
-    """Runs the network on batches of uint8 RGB pictures of any size.
+def network_input(pictures: np.ndarray, device: torch.device = torch.device("cpu")) -> torch.Tensor:
+    """(B, H, W, 3) uint8 pictures -> the network's (B, 3, H', W') input in [0, 1], zero-padded (black,
+    like the air around a patient) at the bottom and right up to a multiple of 32, so every pixel
+    belongs to a grid cell. The one preparation the engine and the refit share."""
+    h, w = pictures.shape[1:3]
+    x = torch.from_numpy(np.require(pictures, np.uint8, ["C", "W"])).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+    ph, pw = -h % GRID_STRIDE, -w % GRID_STRIDE
+    return F.pad(x, (0, pw, 0, ph)) if ph or pw else x
 
-    Pictures are zero-padded (black, like the air around a patient) up to a multiple of 32
-    so every pixel belongs to a grid cell; the weight grid is upsampled back to the picture.
-    """
+
+class Scorer:
+    """Runs the network on batches of uint8 RGB pictures of any size (``network_input``); the
+    weight grid is upsampled back to the picture."""
 
     def __init__(self, model: LoadedModel | None = None, device: str = "auto"):
         self.device = pick_device(device)
@@ -69,11 +76,8 @@ class Scorer:
     @torch.inference_mode()
     def __call__(self, pictures: np.ndarray) -> Scored:
         """(B, H, W, 3) uint8 -> scores, weight maps and cause probabilities."""
-        b, h, w, _ = pictures.shape
-        x = torch.from_numpy(np.require(pictures, np.uint8, ["C", "W"])).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-        ph, pw = -h % GRID_STRIDE, -w % GRID_STRIDE
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph))
+        h, w = pictures.shape[1:3]
+        x = network_input(pictures, self.device)
         with self._autocast():
             out = self.net(x)
         maps = F.interpolate(out.weight.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)

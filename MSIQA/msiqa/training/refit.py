@@ -23,23 +23,24 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
+from ..assess import network_input
 from ..errors import InputError
 from ..models.msiqa_net import MSIQANet
-from .refit_slices import UNSEEN, RefitConfig, training_slices
+from .refit_slices import UNSEEN, Batch, RefitConfig, training_slices
 from .train import TrainConfig
 
 
 @torch.inference_mode()
 def _pooled(net: MSIQANet, pictures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    x = torch.from_numpy(np.require(pictures, np.uint8, ["C", "W"])).permute(0, 3, 1, 2).float().div_(255.0)
-    fused, cells = net.pooled_features(x.contiguous(memory_format=torch.channels_last))
+    # The engine's own preparation: a lone PET (200 or 285 pixels wide) is padded as when it is scored.
+    fused, cells = net.pooled_features(network_input(pictures).contiguous(memory_format=torch.channels_last))
     return fused.numpy(), cells.numpy()
 
 
@@ -107,16 +108,19 @@ def pick_ridge(cells: np.ndarray, mos: np.ndarray, scenes: np.ndarray, held: np.
 
 
 def refit(net: MSIQANet, samples: Sequence | None, recipe: TrainConfig, config: RefitConfig = RefitConfig(),
-          clinical_root: str | Path | None = None, log: Callable[[str], None] = print) -> dict:
+          clinical_root: str | Path | None = None, log: Callable[[str], None] = print,
+          slices: Iterable[Batch] | None = None) -> dict:
     """Fit ``net``'s cause head again (in place) on whole slices and, given labelled pictures
-    (``samples``, ``datasets.Sample``), its score layer too. Returns what the card records of it."""
+    (``samples``, ``datasets.Sample``), its score layer too. Returns what the card records of it.
+    ``slices``: ``training_slices(recipe, config, clinical_root)`` rendered once already, for
+    fitting several networks (benchmarks/refit_cv.py)."""
     if net.cause is None:
         raise InputError("this network has no cause head to refit; train one with a recipe whose cause_weight is > 0.")
     if samples is not None and not samples:
         raise InputError("refit: no labelled pictures were given for the score layer.")
     net.eval()
     fused, cells, causes = [], [], []
-    for batch in training_slices(recipe, config, clinical_root, log):
+    for batch in training_slices(recipe, config, clinical_root, log) if slices is None else slices:
         f, c = _pooled(net, batch.pictures)
         fused.append(f)
         cells.append(c)

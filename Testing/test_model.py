@@ -77,5 +77,9 @@ def test_the_card_records_the_refit_and_the_network_it_started_from(bundled_mode
     assert refit["network"]["sha256"] != bundled_model.card["sha256"]
     assert set(refit["unseen_left_out"]) == {"misregistration", "pet_respiratory_motion"}
     assert refit["cause_examples"]["none"] > 0 and "misregistration" not in refit["cause_examples"]
-    # The score layer is the trained network's: its refit was measured and not bundled (RESULTS).
-    assert refit["score"] is None and "--score-layer" not in refit["command"]
+    # The score layer was fitted on the development pictures: the card says how and gives its CV.
+    score = refit["score"]
+    assert "--score-layer" in refit["command"] and score["labelled_pictures"] >= 12 * 27 and score["scenes"] >= 12
+    assert score["ridge"] in refit["score_ridges"] and score["held_slices"] == sum(refit["cause_examples"].values())
+    cv = refit["cross_validation"]
+    assert len(cv["folds"]) >= 3 and cv["srocc"]["refitted"] > cv["srocc"]["trained"]

@@ -26,6 +26,7 @@ from msiqa.training.metrics import correlations  # noqa: E402
 from msiqa.training.refit import refit  # noqa: E402
 from msiqa.training.refit_slices import RefitConfig, training_slices  # noqa: E402
 from msiqa.training.train import TrainConfig, predict  # noqa: E402
+from msiqa.weights import save_model  # noqa: E402
 
 from accuracy import folds_of  # noqa: E402
 from ensemble_cv import fold_arguments, fold_network  # noqa: E402
@@ -39,6 +40,8 @@ def main() -> None:
                     help="the recipe the fold networks were trained with (checked against their cards; "
                          "default: the bundled one)")
     ap.add_argument("--clinical-root", help="folder the recipe's clinical_volumes are relative to")
+    ap.add_argument("--weight-head", action="store_true", help="refit the weight head too (msiqa refit --weight-head)")
+    ap.add_argument("--keep", type=Path, help="write each refitted fold network here (for heatmap.py --scenes)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     text = args.recipe.read_text()
@@ -61,7 +64,10 @@ def main() -> None:
             truth, scenes = [s.mos for s in val], [s.scene for s in val]
             before = correlations(predict(model.net, [s.image for s in val]), truth, scenes)
             fitted = refit(model.net, train, recipe, RefitConfig(), args.clinical_root, log=lambda m: None,
-                           slices=slices)
+                           slices=slices, weight_head=args.weight_head)
+            if args.keep:
+                kept = {k: v for k, v in model.card.items() if k not in ("config", "file", "sha256", "dtype")}
+                save_model(model.net, args.keep / f"{folder.name}-fold{fold}.safetensors", {**kept, "refit": fitted})
             after = correlations(predict(model.net, [s.image for s in val]), truth, scenes)
             got["trained"].append(before)
             got["refitted"].append(after)

@@ -87,19 +87,23 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_ensemble)
 
     p = sub.add_parser(
-        "refit", help="fit a trained network's cause head (and score layer) again on whole slices",
+        "refit", help="fit a trained network's cause head (and score layer, weight head) again on whole slices",
         description="Fit the cause head of a trained network again on whole slices made from its recipe's training "
                     "sources (faults on its simulated patients, the simulator's scanner-made faults, its real "
                     "volumes shown clean; misregistration and PET breathing left out, the score does not see "
                     "them), the rest of the network frozen, so its scores and attention maps do not change. With "
                     "--score-layer, also the score head's last layer, on those labelled pictures, while the "
-                    "network's scores of the slices above are held (the maps still do not change). "
+                    "network's scores of the slices above are held. With --weight-head, first the weight head, "
+                    "so that the attention map peaks on local faults (the only option that changes the maps). "
                     "Needs the training extra: pip install msiqa[train].",
     )
     p.add_argument("model", metavar="NETWORK.safetensors", help="a trained network with its card beside it (not an ensemble)")
     p.add_argument("--out", required=True, metavar="FILE.safetensors", help="where to write the refitted network and its card")
     p.add_argument("--score-layer", nargs="+", metavar="IMAGES [LABELS]",
                    help="also fit the score layer on these labelled pictures (" + LAYOUTS + ")")
+    p.add_argument("--weight-head", action="store_true",
+                   help="first fit the weight (attention) head so that its map peaks on local faults pasted on the "
+                        "recipe's simulated patients and on the labelled scenes' best pictures; this changes the maps")
     p.add_argument("--clinical-root", metavar="FOLDER",
                    help="folder the recipe's clinical_volumes are relative to (as for msiqa train)")
     p.set_defaults(func=_refit)
@@ -194,9 +198,10 @@ def _refit(args: argparse.Namespace) -> int:
     if len(labelled) > 2:
         raise InputError(f"refit: --score-layer takes IMAGES and at most LABELS, not {len(labelled)} paths.")
     samples = load_dataset(*labelled) if labelled else None
-    fitted = refit(model.net, samples, recipe, RefitConfig(), args.clinical_root)
+    fitted = refit(model.net, samples, recipe, RefitConfig(), args.clinical_root, weight_head=args.weight_head)
     kept = {k: v for k, v in model.card.items() if k not in ("config", "file", "sha256", "dtype", "refit")}
     command = (f"msiqa refit {source.name} --out {out.name}"
+               + (" --weight-head" if args.weight_head else "")
                + (f" --score-layer {' '.join(labelled)}" if labelled else "")
                + (f" --clinical-root {args.clinical_root}" if args.clinical_root else ""))
     card = {**kept, "refit": {**fitted, "network": {"file": source.name, "sha256": model.card["sha256"]},

@@ -32,16 +32,94 @@ from scipy.stats import spearmanr
 
 from ..assess import network_input
 from ..errors import InputError
+from ..models import GRID_STRIDE
 from ..models.msiqa_net import MSIQANet
-from .refit_slices import UNSEEN, Batch, RefitConfig, training_slices
+from .refit_slices import UNSEEN, Batch, RefitConfig, local_faults, training_slices
 from .train import TrainConfig
 
 
 @torch.inference_mode()
-def _pooled(net: MSIQANet, pictures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _fused(net: MSIQANet, pictures: np.ndarray) -> torch.Tensor:
+    """The frozen network's fused feature grid, [B, C, h, w]: what all three heads read."""
     # The engine's own preparation: a lone PET (200 or 285 pixels wide) is padded as when it is scored.
-    fused, cells = net.pooled_features(network_input(pictures).contiguous(memory_format=torch.channels_last))
-    return fused.numpy(), cells.numpy()
+    return net._fused(network_input(pictures).contiguous(memory_format=torch.channels_last))
+
+
+@torch.inference_mode()
+def _pool(net: MSIQANet, f: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """``MSIQANet.pooled_features`` of a fused grid, with the net's current weight head."""
+    w = net.weight(f)
+    return net._weighted_mean(f, w).numpy(), net._weighted_mean(net.score[:-1](f), w).numpy()
+
+
+def _pooled(net: MSIQANet, pictures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return _pool(net, _fused(net, pictures))
+
+
+def _cells(f: torch.Tensor) -> torch.Tensor:
+    """[B, C, h, w] -> [B * h * w, C] in double, one row per grid cell."""
+    return f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]).double()
+
+
+def fit_weight_head(head: torch.nn.Sequential, faulted: Sequence[tuple[torch.Tensor, torch.Tensor]],
+                    held: Sequence[torch.Tensor], hold: float, ridge: float) -> dict:
+    """Fit the weight head's two 1x1 convolutions (in place) so that each faulted grid's highest cell
+    lies in its fault's cells: per grid, minus the log of the softmax mass of the logits inside them;
+    plus ``hold`` times the mean squared change of every held grid's logits (each grid weighing
+    alike), plus ``ridge`` times the squared distance to the trained head. ``faulted``: (fused grid
+    [C, h, w], boolean cells [h, w]) pairs; ``held``: fused grids [C, h, w]."""
+    conv1, conv2 = head[0], head[2]
+    start = [conv1.weight.detach().double().flatten(1), conv1.bias.detach().double(),
+             conv2.weight.detach().double().flatten(1), conv2.bias.detach().double()]
+    params = [t.clone().requires_grad_(True) for t in start]
+
+    def logits(x: torch.Tensor, p=params) -> torch.Tensor:
+        return F.linear(F.gelu(F.linear(x, p[0], p[1])), p[2], p[3])[:, 0]
+
+    # Faulted grids padded to one length, so one pass scores them all.
+    n = max(m.numel() for _, m in faulted)
+    xf = torch.zeros(len(faulted), n, faulted[0][0].shape[0], dtype=torch.float64)
+    valid = torch.zeros(len(faulted), n, dtype=torch.bool)
+    inside = torch.zeros(len(faulted), n, dtype=torch.bool)
+    for i, (f, m) in enumerate(faulted):
+        xf[i, : m.numel()] = _cells(f[None])
+        valid[i, : m.numel()] = True
+        inside[i, : m.numel()] = m.flatten()
+    xh = torch.cat([_cells(f[None]) for f in held])
+    wh = torch.cat([torch.full((f.shape[1] * f.shape[2],), 1.0 / (f.shape[1] * f.shape[2] * len(held)),
+                               dtype=torch.float64) for f in held])
+    with torch.no_grad():
+        zh0 = logits(xh, start)
+
+    def pointing_loss(p) -> torch.Tensor:
+        z = logits(xf.flatten(0, 1), p).view(len(faulted), n).masked_fill(~valid, -torch.inf)
+        lp = torch.log_softmax(z, 1)
+        return -torch.logsumexp(lp.masked_fill(~inside, -torch.inf), 1).mean()
+
+    def hits(p) -> float:
+        z = logits(xf.flatten(0, 1), p).view(len(faulted), n).masked_fill(~valid, -torch.inf)
+        return float(inside.gather(1, z.argmax(1, keepdim=True)).double().mean())
+
+    opt = torch.optim.LBFGS(params, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = (pointing_loss(params) + hold * (wh * (logits(xh) - zh0) ** 2).sum()
+                + ridge * sum(((p - q) ** 2).sum() for p, q in zip(params, start)))
+        loss.backward()
+        return loss
+
+    with torch.no_grad():
+        before = hits(start)
+    opt.step(closure)
+    with torch.no_grad():
+        conv1.weight.copy_(params[0].view_as(conv1.weight).float())
+        conv1.bias.copy_(params[1].float())
+        conv2.weight.copy_(params[2].view_as(conv2.weight).float())
+        conv2.bias.copy_(params[3].float())
+        return {"local_faults": len(faulted), "held_grids": len(held), "peak_in_fault_before": before,
+                "peak_in_fault_after": hits(params),
+                "held_logits_moved_mean": float((wh * (logits(xh) - zh0).abs()).sum())}
 
 
 def fit_cause_head(features: np.ndarray, causes: np.ndarray, n_causes: int, l2: float, none_weight: float,
@@ -107,25 +185,47 @@ def pick_ridge(cells: np.ndarray, mos: np.ndarray, scenes: np.ndarray, held: np.
     return max(found, key=found.get), found
 
 
+def _fault_cells(region: tuple[slice, slice], h: int, w: int) -> torch.Tensor:
+    """The grid cells whose centres lie in a pixel region: where the map's highest cell should be."""
+    ys, xs = region
+    cy, cx = (torch.arange(h) + 0.5) * GRID_STRIDE, (torch.arange(w) + 0.5) * GRID_STRIDE
+    return ((cy >= ys.start) & (cy < ys.stop))[:, None] & ((cx >= xs.start) & (cx < xs.stop))[None, :]
+
+
 def refit(net: MSIQANet, samples: Sequence | None, recipe: TrainConfig, config: RefitConfig = RefitConfig(),
           clinical_root: str | Path | None = None, log: Callable[[str], None] = print,
-          slices: Iterable[Batch] | None = None) -> dict:
-    """Fit ``net``'s cause head again (in place) on whole slices and, given labelled pictures
-    (``samples``, ``datasets.Sample``), its score layer too. Returns what the card records of it.
-    ``slices``: ``training_slices(recipe, config, clinical_root)`` rendered once already, for
-    fitting several networks (benchmarks/refit_cv.py)."""
+          slices: Iterable[Batch] | None = None, weight_head: bool = False) -> dict:
+    """Fit ``net``'s cause head again (in place) on whole slices; given labelled pictures (``samples``,
+    ``datasets.Sample``), its score layer too; with ``weight_head``, first its weight head, so that the
+    map points at local faults. Returns what the card records of it. ``slices``:
+    ``training_slices(recipe, config, clinical_root)`` rendered once already, for fitting several
+    networks (benchmarks/refit_cv.py)."""
     if net.cause is None:
         raise InputError("this network has no cause head to refit; train one with a recipe whose cause_weight is > 0.")
     if samples is not None and not samples:
         raise InputError("refit: no labelled pictures were given for the score layer.")
     net.eval()
-    fused, cells, causes = [], [], []
+    grids, causes = [], []
     for batch in training_slices(recipe, config, clinical_root, log) if slices is None else slices:
-        f, c = _pooled(net, batch.pictures)
-        fused.append(f)
-        cells.append(c)
+        grids.append(_fused(net, batch.pictures))
         causes.extend(batch.causes)
-    fused_x, held = np.concatenate(fused), np.concatenate(cells).astype(np.float64)
+    labelled_grids = [_fused(net, s.image[None]) for s in samples or []]
+    last = net.score[-1]
+    a0 = last.weight.detach().double().numpy().ravel()
+    # What the trained network scores the training slices: the score layer holds them there.
+    held_scores = np.concatenate([_pool(net, f)[1] for f in grids]).astype(np.float64) @ a0 + float(last.bias.detach())
+    fitted = {**asdict(config), "unseen_left_out": list(UNSEEN), "weight": None}
+    if weight_head:
+        faulted = []
+        for fault in local_faults(recipe, config, samples):
+            f = _fused(net, fault.picture[None])[0]
+            faulted.append((f, _fault_cells(fault.region, *f.shape[1:])))
+        held = [f for g in grids for f in g] + [g[0] for g in labelled_grids]
+        fitted["weight"] = fit_weight_head(net.weight, faulted, held, config.head_hold, config.head_ridge)
+        log(f"refit: weight head on {len(faulted)} local faults, held {len(held)} slices: the map's peak in the "
+            f"fault {fitted['weight']['peak_in_fault_before']:.3f} -> {fitted['weight']['peak_in_fault_after']:.3f}")
+    pooled = [_pool(net, f) for f in grids]
+    fused_x, held_cells = np.concatenate([p[0] for p in pooled]), np.concatenate([p[1] for p in pooled]).astype(np.float64)
     names = net.config.causes
     index = np.array([names.index(c) for c in causes])
     weight, bias = fit_cause_head(fused_x, index, len(names), config.cause_l2, config.cause_none_weight,
@@ -134,25 +234,22 @@ def refit(net: MSIQANet, samples: Sequence | None, recipe: TrainConfig, config: 
     net.cause.bias.data.copy_(bias)
     counts = {names[i]: int((index == i).sum()) for i in range(len(names)) if (index == i).any()}
     log(f"refit: cause head on {len(index)} slices {counts}")
-    fitted = {**asdict(config), "unseen_left_out": list(UNSEEN), "cause_examples": counts, "score": None}
+    fitted.update({"cause_examples": counts, "score": None})
     if samples is None:
         return fitted
-    labelled = np.concatenate([_pooled(net, s.image[None])[1] for s in samples]).astype(np.float64)
+    labelled = np.concatenate([_pool(net, f)[1] for f in labelled_grids]).astype(np.float64)
     mos = np.array([s.mos for s in samples], dtype=np.float64)
     scenes = np.array([s.scene for s in samples])
-    last = net.score[-1]
-    a0 = last.weight.detach().double().numpy().ravel()
-    held_scores = held @ a0 + float(last.bias.detach())
-    ridge, found = pick_ridge(labelled, mos, scenes, held, held_scores, a0, config.score_ridges,
+    ridge, found = pick_ridge(labelled, mos, scenes, held_cells, held_scores, a0, config.score_ridges,
                               config.score_anchor_weight)
-    a, b = fit_score_layer(labelled, mos, held, held_scores, a0, ridge, config.score_anchor_weight)
+    a, b = fit_score_layer(labelled, mos, held_cells, held_scores, a0, ridge, config.score_anchor_weight)
 
     last.weight.data.copy_(torch.from_numpy(a).float().view_as(last.weight))
     last.bias.data.fill_(b)
-    moved = np.abs(held @ a + b - held_scores)
+    moved = np.abs(held_cells @ a + b - held_scores)
     log(f"refit: score layer on {len(samples)} labelled pictures, ridge {ridge:g} (left-out scenes SROCC "
         f"{found[ridge]:.3f}), held slices moved {moved.mean():.3f} on average")
     fitted["score"] = {"labelled_pictures": len(samples), "scenes": len(set(scenes)), "ridge": ridge,
-                       "left_out_scene_srocc": found, "held_slices": len(held),
+                       "left_out_scene_srocc": found, "held_slices": len(held_cells),
                        "held_slices_moved_mean": float(moved.mean()), "held_slices_moved_max": float(moved.max())}
     return fitted

@@ -18,7 +18,8 @@ from .labels import NAMED_FROM
 from .named_faults import body_region, causes_for, fault_picture
 from .phantom_bank import MODES, clinical_slices, random_pet_voxel_mm, render_layers, simulate_slices
 from .physical_faults import SHOWN_IN, build_bank
-from .train import TrainConfig
+from .layer_faults import Layers
+from .train import DEV_PX_MM, TrainConfig
 
 # Misregistration and PET breathing: no network so far scores them below clean slices, so to the
 # network a slice with them looks clean; taught to name them, the cause head named 28-30 of the
@@ -43,6 +44,16 @@ class RefitConfig:
     # labelled scene out at a time.
     score_anchor_weight: float = 10.0
     score_ridges: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0])
+    # Weight head (msiqa refit --weight-head): local faults in squares of these sizes, on each labelled
+    # scene's best picture (every family, this many each) and on the recipe's simulated patients
+    # (PET/CT and CT alone, this many per patient); the maps of every other slice are held (weight
+    # head_hold) and the head pulled towards the trained one (head_ridge).
+    pointing_picture_trials: int = 6
+    pointing_picture_px: int = 128
+    pointing_simulated_trials: int = 40
+    pointing_simulated_px: int = 64
+    head_hold: float = 1.0
+    head_ridge: float = 1e-3
     seed: int = 1234
 
 
@@ -51,6 +62,13 @@ class Batch:
     pictures: np.ndarray  # (B, H, W, 3) uint8, one size
     causes: list[str]
     source: str
+
+
+@dataclass
+class LocalFault:
+    picture: np.ndarray  # (H, W, 3) uint8
+    region: tuple[slice, slice]  # where the fault is, in pixels
+    cause: str
 
 
 def training_slices(recipe: TrainConfig, config: RefitConfig, clinical_root: str | Path | None,
@@ -95,3 +113,33 @@ def training_slices(recipe: TrainConfig, config: RefitConfig, clinical_root: str
                 yield Batch(render_layers(s.layers(m))[None], ["none"], "clinical clean")
         log(f"refit: clinical {', '.join(volume.values())}")
 
+
+
+def local_faults(recipe: TrainConfig, config: RefitConfig, samples=None) -> Iterator[LocalFault]:
+    """Pictures with one fault confined to a square, for fitting the weight head to point at it: on
+    the best-rated picture of every labelled scene (``samples``; its layers recovered from the
+    picture) and on the recipe's simulated patients. Misregistration and breathing have no region."""
+    rng = np.random.default_rng(config.seed + 1)
+    best = {}
+    for s in samples or []:
+        if s.scene not in best or s.mos > best[s.scene].mos:
+            best[s.scene] = s
+    for s in best.values():
+        layers = Layers.of_picture(s.image, DEV_PX_MM)
+        for cause in [c for c in causes_for(layers) if c not in UNSEEN]:
+            for _ in range(config.pointing_picture_trials):
+                region = body_region(s.image, config.pointing_picture_px, rng)
+                if region is not None:
+                    picture, _ = fault_picture(layers, cause, float(rng.uniform(0.5, 1.0)), rng, region, s.image)
+                    yield LocalFault(picture, region, cause)
+    for anatomy in recipe.phantom_anatomies:
+        for noise in recipe.phantom_noise_seeds:
+            slices = simulate_slices(noise, anatomy)
+            for t in range(config.pointing_simulated_trials):
+                layers = slices[int(rng.integers(len(slices)))].layers(MODES[t % 2])  # PET/CT, CT alone
+                clean = render_layers(layers)
+                cause = str(rng.choice([c for c in causes_for(layers) if c not in UNSEEN]))
+                region = body_region(clean, config.pointing_simulated_px, rng)
+                if region is not None:
+                    picture, _ = fault_picture(layers, cause, float(rng.uniform(0.5, 1.0)), rng, region)
+                    yield LocalFault(picture, region, cause)

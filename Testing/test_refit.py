@@ -13,7 +13,7 @@ from PIL import Image
 
 from msiqa.causes import CAUSES
 from msiqa.training import refit_slices
-from msiqa.training.refit import fit_cause_head, fit_score_layer, pick_ridge
+from msiqa.training.refit import fit_cause_head, fit_score_layer, fit_weight_head, pick_ridge
 from msiqa.training.refit_slices import RefitConfig
 
 
@@ -96,8 +96,37 @@ def test_the_score_layer_learns_the_labels_and_holds_the_anchored_slices():
     assert ridge == 0.01 and found[0.01] > found[1e4]  # a huge ridge keeps the old layer, which ranks worse
 
 
+def test_the_weight_head_learns_to_peak_on_the_faulted_cells_and_holds_the_other_maps():
+    """Grids where one feature marks the faulted cells, but the trained head looks at another: the
+    fit must move each grid's peak into its fault while the held grids' logits stay near theirs."""
+    torch.manual_seed(0)
+    head = torch.nn.Sequential(torch.nn.Conv2d(6, 4, 1), torch.nn.GELU(), torch.nn.Conv2d(4, 1, 1), torch.nn.Sigmoid())
+    with torch.no_grad():
+        for p in head.parameters():
+            p.zero_()
+        head[0].weight[0, 1] = 1.0  # the trained head peaks where feature 1 is high
+        head[2].weight[0, 0] = 1.0
+    faulted, rng = [], np.random.default_rng(0)
+    for _ in range(40):
+        f = torch.from_numpy(rng.normal(0, 0.3, (6, 5, 5))).float()
+        m = torch.zeros(5, 5, dtype=torch.bool)
+        y, x = rng.integers(0, 4, 2)
+        m[y : y + 2, x : x + 2] = True
+        f[0][m] += 2.0  # the fault shows in feature 0
+        f[1][~m] += float(rng.uniform(0.5, 1.5))  # and a bright structure elsewhere draws the trained head
+        faulted.append((f, m))
+    held = [torch.from_numpy(rng.normal(0, 0.3, (6, 4, 4))).float() for _ in range(20)]
+    before = [head[:3](f[None]).detach() for f in held]
+    got = fit_weight_head(head, faulted, held, hold=1.0, ridge=1e-3)
+    assert got["peak_in_fault_before"] < 0.2 and got["peak_in_fault_after"] > 0.9
+    assert got["local_faults"] == 40 and got["held_grids"] == 20
+    with torch.no_grad():
+        moved = max(float((head[:3](f[None]) - b).abs().mean()) for f, b in zip(held, before))
+    assert moved < 0.5 and got["held_logits_moved_mean"] < 0.5
+
+
 SMALL = functools.partial(RefitConfig, trials_per_patient=12, physical_noise_seeds=[7], physical_slices=1,
-                          score_ridges=[0.1, 10.0])
+                          score_ridges=[0.1, 10.0], pointing_picture_trials=1, pointing_simulated_trials=12)
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +184,8 @@ def test_refit_command_changes_the_cause_head_and_nothing_else(small_recipe_mode
     assert _changed(new, bundled_model) == {"cause.weight", "cause.bias"}
     r = new.card["refit"]
     assert r["network"]["sha256"] == bundled_model.card["sha256"]
-    assert r["command"] == "msiqa refit net.safetensors --out refit.safetensors" and r["score"] is None
+    assert r["command"] == "msiqa refit net.safetensors --out refit.safetensors"
+    assert r["score"] is None and r["weight"] is None
     assert r["trials_per_patient"] == 12 and r["unseen_left_out"] == ["misregistration", "pet_respiratory_motion"]
     assert "misregistration" not in r["cause_examples"] and r["cause_examples"]["none"] > 0
     assert new.card["train_config"] == json.loads(small_recipe_model.with_suffix(".json").read_text())["train_config"]
@@ -176,6 +206,21 @@ def test_refit_with_the_score_layer_changes_it_too_and_keeps_the_maps(small_reci
     a, b = _scored(bundled_model, new)
     assert np.array_equal(a.maps, b.maps)  # the heatmap is the trained network's
     assert not np.array_equal(a.scores, b.scores)
+
+
+def test_refit_with_the_weight_head_moves_the_maps_onto_local_faults(small_recipe_model, bundled_model, tmp_path,
+                                                                      monkeypatch):
+    folder = small_recipe_model.parent
+    labelled = [str(folder / "images"), str(folder / "labels.csv")]
+    new = _refitted(small_recipe_model, tmp_path, monkeypatch, "--weight-head", "--score-layer", *labelled)
+    assert _changed(new, bundled_model) == {"weight.0.weight", "weight.0.bias", "weight.2.weight", "weight.2.bias",
+                                            "cause.weight", "cause.bias", "score.2.weight", "score.2.bias"}
+    r = new.card["refit"]
+    assert r["command"].startswith("msiqa refit net.safetensors --out refit.safetensors --weight-head --score-layer")
+    w = r["weight"]
+    assert w["local_faults"] >= 8 and w["peak_in_fault_after"] > w["peak_in_fault_before"]
+    a, b = _scored(bundled_model, new)
+    assert not np.array_equal(a.maps, b.maps)
 
 
 def test_refit_command_refuses_what_it_cannot_refit_and_writes_nothing(small_recipe_model, bundled_model, tmp_path, capsys):

@@ -1,22 +1,24 @@
-"""Fit a trained network's two last layers again on whole slices, the rest of it frozen.
+"""Fit a trained network's heads again on whole slices, its feature extractor frozen.
 
-Training sees 128-pixel crops; the engine scores and names whole slices. Both last layers are
-linear in what the frozen network computes on a whole slice (``MSIQANet.pooled_features``), so
-each can be fitted exactly, in seconds, on whole slices:
+Training sees 128-pixel crops; the engine scores, names and points on whole slices. The frozen
+network's fused feature grid is computed once per slice; the heads are fitted on it:
 
+- with ``weight_head`` (first, since the other two read features pooled with its map): the weight
+  head's two 1x1 convolutions, so that the map's highest cell lies inside local faults
+  (``refit_slices.local_faults``) while every other slice's map is held. Training that moved the
+  map moved the features the score is made of and cost ranking; this moves only the head that
+  reads them (benchmarks/RESULTS.md, "Model 8w"). Without it the maps are not touched.
 - the cause head: a class-weighted multinomial logistic regression on the recipe's own training
   slices (``refit_slices``). Model 8's head, trained on crops, called the simulator's CT motion
   "streaks" and compressed pictures streaks or PET low counts.
-- given labelled pictures, the score head's last 1x1 convolution (measured, not in the bundled
-  model: benchmarks/RESULTS.md, "The score layer refitted"): a ridge regression of the labelled
-  pictures' scores (the radiologists' MOS) on their pooled hidden cells, while every training slice of the other
-  sources is held at the score the network gives it (a slice's flag on a simulated or real study
-  should not move because the development pictures were refitted), the ridge pulling towards the
-  trained layer and picked by leaving one labelled scene out at a time. Fitted on the development
-  pictures alone, the layer ranked held-out scenes better still but flagged none of the sample
-  study's CT low dose, metal or CT motion.
-
-The attention maps are not touched: the heatmap stays what the network was trained to point with.
+- given labelled pictures, the score head's last 1x1 convolution: a slice's score is that layer
+  applied to its hidden cells pooled with the map (``MSIQANet.pooled_features``), so it is a ridge
+  regression of the labelled pictures' scores (the radiologists' MOS) on those, while every training
+  slice of the other sources is held at the score the trained network gives it (a slice's flag on
+  a simulated or real study should not move because the development pictures were refitted), the
+  ridge pulling towards the trained layer and picked by leaving one labelled scene out at a time.
+  Fitted on the development pictures alone, the layer ranked held-out scenes better still but
+  flagged none of the sample study's CT low dose, metal or CT motion.
 """
 
 from __future__ import annotations

@@ -77,7 +77,11 @@ def test_the_card_records_the_refit_and_the_network_it_started_from(bundled_mode
     assert refit["network"]["sha256"] != bundled_model.card["sha256"]
     assert set(refit["unseen_left_out"]) == {"misregistration", "pet_respiratory_motion"}
     assert refit["cause_examples"]["none"] > 0 and "misregistration" not in refit["cause_examples"]
-    # The score layer was fitted on the development pictures: the card says how and gives its CV.
+    # The weight head was fitted to point at local faults, then the score layer on the development
+    # pictures: the card says how and gives the refit's CV.
+    weight = refit["weight"]
+    assert "--weight-head" in refit["command"] and weight["peak_in_fault_after"] > weight["peak_in_fault_before"]
+    assert weight["local_faults"] > 0 and weight["held_grids"] > weight["local_faults"]
     score = refit["score"]
     assert "--score-layer" in refit["command"] and score["labelled_pictures"] >= 12 * 27 and score["scenes"] >= 12
     assert score["ridge"] in refit["score_ridges"] and score["held_slices"] == sum(refit["cause_examples"].values())

@@ -2,11 +2,14 @@
 
     python benchmarks/accuracy.py --folds 3 --rows "compact (bundled configuration)" --keep-networks runs/seed0
     python benchmarks/refit_cv.py --data ../shared/petct-iqa-dev --networks runs/seed0 runs/seed3 \\
-        --clinical-root MIRP/test/data
+        --clinical-root MIRP/test/data [--weight-head --keep runs/refitted]
 
 Per fold, each folder's network is refitted (``msiqa.training.refit``, what ``msiqa refit --score-layer`` runs) on
 the fold's training scenes only, then it and the network as trained score the held-out scenes;
-the table gives SROCC / within-scene SROCC per fold and the means. Needs the development data and the
+the table gives SROCC / within-scene SROCC per fold and the means. With ``--weight-head`` (the bundled
+model's command) the weight head is refitted first, on local faults pasted on the fold's training
+scenes only; ``--keep`` writes each refitted network with its card (``held_out_scenes``), for
+``heatmap.py --model FILE --scenes ...`` on scenes it never saw. Needs the development data and the
 recipe's real volumes (not in the repository): this is a benchmark, not a test.
 """
 

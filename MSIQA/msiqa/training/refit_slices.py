@@ -15,10 +15,10 @@ import numpy as np
 
 from ..errors import InputError
 from .labels import NAMED_FROM
+from .layer_faults import Layers
 from .named_faults import body_region, causes_for, fault_picture
 from .phantom_bank import MODES, clinical_slices, random_pet_voxel_mm, render_layers, simulate_slices
 from .physical_faults import SHOWN_IN, build_bank
-from .layer_faults import Layers
 from .train import DEV_PX_MM, TrainConfig
 
 # Misregistration and PET breathing: no network so far scores them below clean slices, so to the
@@ -112,7 +112,6 @@ def training_slices(recipe: TrainConfig, config: RefitConfig, clinical_root: str
             for m in s.modes:  # a PET alone has its own picture size
                 yield Batch(render_layers(s.layers(m))[None], ["none"], "clinical clean")
         log(f"refit: clinical {', '.join(volume.values())}")
-
 
 
 def local_faults(recipe: TrainConfig, config: RefitConfig, samples=None) -> Iterator[LocalFault]:

@@ -24,7 +24,7 @@ import numpy as np
 from synthetic_trials import GLOBAL_ONLY, held_out_slices, make_trial
 
 from msiqa.assess import Scorer
-from msiqa.training.datasets import load_labelled_folder
+from msiqa.training.datasets import best_of_each_scene, load_labelled_folder
 from msiqa.training.layer_faults import Layers
 from msiqa.training.named_faults import causes_for
 from msiqa.training.train import DEV_PX_MM
@@ -37,15 +37,11 @@ def sources(args):
     if wanted("development") and not (data / "labels.csv").is_file():
         print(f"no development data at {data}: simulated pictures only")
     elif wanted("development"):
-        best = {}
-        for s in load_labelled_folder(data / "images", data / "labels.csv"):
-            if args.scenes and s.scene not in args.scenes:
-                continue
-            if s.scene not in best or s.mos > best[s.scene].mos:
-                best[s.scene] = s
+        samples = load_labelled_folder(data / "images", data / "labels.csv")
+        best = best_of_each_scene(s for s in samples if not args.scenes or s.scene in args.scenes)
         if not best:
             raise SystemExit(f"no development scene among {args.scenes} in {data / 'labels.csv'}")
-        yield "development", [(Layers.of_picture(s.image, DEV_PX_MM), s.image) for s in best.values()], 128
+        yield "development", [(Layers.of_picture(s.image, DEV_PX_MM), s.image) for s in best], 128
     modes = [mode for mode in ("petct", "ct") if wanted(f"simulated {mode}")]
     if modes:  # simulating the held-out patients takes minutes
         slices = held_out_slices(args.noise_seeds, args.anatomies)

@@ -200,7 +200,10 @@ class MSIQANet(nn.Module):
         The score head ends in a 1x1 convolution, so a slice's score, sum(s * w) / sum(w), is that
         layer applied to the pooled hidden cells: both layers are linear in what this returns, and
         ``training.refit`` fits them again on it."""
-        f = self._fused(x)
+        return self.pool(self._fused(x))
+
+    def pool(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``pooled_features`` of a fused grid already computed (the refit computes it once per slice)."""
         w = self.weight(f)
         return self._weighted_mean(f, w), self._weighted_mean(self.score[:-1](f), w)
 

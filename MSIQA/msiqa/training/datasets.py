@@ -14,6 +14,7 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 from PIL import Image
@@ -37,6 +38,15 @@ def _read_rgb(path: Path) -> tuple[np.ndarray, int]:
             return np.asarray(im.convert("RGB")), q
     except (OSError, ValueError) as e:
         raise InputError(f"cannot read training image {path}: {e}") from None
+
+
+def best_of_each_scene(samples: Iterable[Sample]) -> list[Sample]:
+    """The best-rated picture of each scene (the first of equals), scenes in the order they come."""
+    best: dict[str, Sample] = {}
+    for s in samples:
+        if s.scene not in best or s.mos > best[s.scene].mos:
+            best[s.scene] = s
+    return list(best.values())
 
 
 def load_labelled_folder(images_dir: str | Path, labels_csv: str | Path) -> list[Sample]:

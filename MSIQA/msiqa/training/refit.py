@@ -49,9 +49,8 @@ def _fused(net: MSIQANet, pictures: np.ndarray) -> torch.Tensor:
 
 @torch.inference_mode()
 def _pool(net: MSIQANet, f: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """``MSIQANet.pooled_features`` of a fused grid, with the net's current weight head."""
-    w = net.weight(f)
-    return net._weighted_mean(f, w).numpy(), net._weighted_mean(net.score[:-1](f), w).numpy()
+    fused, cells = net.pool(f)
+    return fused.numpy(), cells.numpy()
 
 
 def _pooled(net: MSIQANet, pictures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -93,14 +92,15 @@ def fit_weight_head(head: torch.nn.Sequential, faulted: Sequence[tuple[torch.Ten
     with torch.no_grad():
         zh0 = logits(xh, start)
 
+    def faulted_logits(p) -> torch.Tensor:  # [grids, n], -inf on padding
+        return logits(xf.flatten(0, 1), p).view(len(faulted), n).masked_fill(~valid, -torch.inf)
+
     def pointing_loss(p) -> torch.Tensor:
-        z = logits(xf.flatten(0, 1), p).view(len(faulted), n).masked_fill(~valid, -torch.inf)
-        lp = torch.log_softmax(z, 1)
+        lp = torch.log_softmax(faulted_logits(p), 1)
         return -torch.logsumexp(lp.masked_fill(~inside, -torch.inf), 1).mean()
 
     def hits(p) -> float:
-        z = logits(xf.flatten(0, 1), p).view(len(faulted), n).masked_fill(~valid, -torch.inf)
-        return float(inside.gather(1, z.argmax(1, keepdim=True)).double().mean())
+        return float(inside.gather(1, faulted_logits(p).argmax(1, keepdim=True)).double().mean())
 
     opt = torch.optim.LBFGS(params, max_iter=200, line_search_fn="strong_wolfe")
 
@@ -212,10 +212,11 @@ def refit(net: MSIQANet, samples: Sequence | None, recipe: TrainConfig, config: 
         grids.append(_fused(net, batch.pictures))
         causes.extend(batch.causes)
     labelled_grids = [_fused(net, s.image[None]) for s in samples or []]
+    pooled = [_pool(net, f) for f in grids]
     last = net.score[-1]
     a0 = last.weight.detach().double().numpy().ravel()
     # What the trained network scores the training slices: the score layer holds them there.
-    held_scores = np.concatenate([_pool(net, f)[1] for f in grids]).astype(np.float64) @ a0 + float(last.bias.detach())
+    held_scores = np.concatenate([p[1] for p in pooled]).astype(np.float64) @ a0 + float(last.bias.detach())
     fitted = {**asdict(config), "unseen_left_out": list(UNSEEN), "weight": None}
     if weight_head:
         faulted = []
@@ -226,7 +227,7 @@ def refit(net: MSIQANet, samples: Sequence | None, recipe: TrainConfig, config: 
         fitted["weight"] = fit_weight_head(net.weight, faulted, held, config.head_hold, config.head_ridge)
         log(f"refit: weight head on {len(faulted)} local faults, held {len(held)} slices: the map's peak in the "
             f"fault {fitted['weight']['peak_in_fault_before']:.3f} -> {fitted['weight']['peak_in_fault_after']:.3f}")
-    pooled = [_pool(net, f) for f in grids]
+        pooled = [_pool(net, f) for f in grids]  # read through the new map
     fused_x, held_cells = np.concatenate([p[0] for p in pooled]), np.concatenate([p[1] for p in pooled]).astype(np.float64)
     names = net.config.causes
     index = np.array([names.index(c) for c in causes])

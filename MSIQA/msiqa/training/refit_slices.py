@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import InputError
+from .datasets import best_of_each_scene
 from .labels import NAMED_FROM
 from .layer_faults import Layers
 from .named_faults import body_region, causes_for, fault_picture
@@ -68,7 +69,6 @@ class Batch:
 class LocalFault:
     picture: np.ndarray  # (H, W, 3) uint8
     region: tuple[slice, slice]  # where the fault is, in pixels
-    cause: str
 
 
 def training_slices(recipe: TrainConfig, config: RefitConfig, clinical_root: str | Path | None,
@@ -119,18 +119,14 @@ def local_faults(recipe: TrainConfig, config: RefitConfig, samples=None) -> Iter
     the best-rated picture of every labelled scene (``samples``; its layers recovered from the
     picture) and on the recipe's simulated patients. Misregistration and breathing have no region."""
     rng = np.random.default_rng(config.seed + 1)
-    best = {}
-    for s in samples or []:
-        if s.scene not in best or s.mos > best[s.scene].mos:
-            best[s.scene] = s
-    for s in best.values():
+    for s in best_of_each_scene(samples or []):
         layers = Layers.of_picture(s.image, DEV_PX_MM)
         for cause in [c for c in causes_for(layers) if c not in UNSEEN]:
             for _ in range(config.pointing_picture_trials):
                 region = body_region(s.image, config.pointing_picture_px, rng)
                 if region is not None:
                     picture, _ = fault_picture(layers, cause, float(rng.uniform(0.5, 1.0)), rng, region, s.image)
-                    yield LocalFault(picture, region, cause)
+                    yield LocalFault(picture, region)
     for anatomy in recipe.phantom_anatomies:
         for noise in recipe.phantom_noise_seeds:
             slices = simulate_slices(noise, anatomy)
@@ -141,4 +137,4 @@ def local_faults(recipe: TrainConfig, config: RefitConfig, samples=None) -> Iter
                 region = body_region(clean, config.pointing_simulated_px, rng)
                 if region is not None:
                     picture, _ = fault_picture(layers, cause, float(rng.uniform(0.5, 1.0)), rng, region)
-                    yield LocalFault(picture, region, cause)
+                    yield LocalFault(picture, region)

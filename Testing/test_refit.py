@@ -237,3 +237,53 @@ def test_refit_command_refuses_what_it_cannot_refit_and_writes_nothing(small_rec
     assert cli.main(["refit", str(bundled_model.path), "--out", str(tmp_path / "r.safetensors")]) == 2
     assert "--clinical-root" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_ensemble_of_copies_of_a_network_refits_as_that_network(small_recipe_model):
+    """The ensemble's cause logits and score are the members' means of linear layers: one joint fit, whose
+    penalties weigh the members' mean. Two copies of a network must refit to what the network refits to."""
+    from msiqa.assess import Scorer
+    from msiqa.models import MSIQAEnsemble
+    from msiqa.training.datasets import load_dataset
+    from msiqa.training.refit import refit
+    from msiqa.training.train import TrainConfig
+    from msiqa.weights import LoadedModel, load_model
+
+    single = load_model(small_recipe_model)
+    pair = LoadedModel(MSIQAEnsemble.of([single.net, single.net]), single.card, single.path)
+    recipe = TrainConfig(**single.card["train_config"])
+    folder = small_recipe_model.parent
+    samples = load_dataset(str(folder / "images"), str(folder / "labels.csv"))
+    got = [refit(m.net, samples, recipe, SMALL(), log=lambda _: None, weight_head=True) for m in (single, pair)]
+    assert got[1]["weight"] == [got[0]["weight"]] * 2 and got[1]["score"]["ridge"] == got[0]["score"]["ridge"]
+    a, b = _scored(single, pair)
+    np.testing.assert_allclose(b.scores, a.scores, atol=1e-4)
+    np.testing.assert_allclose(b.causes, a.causes, atol=1e-3)
+    np.testing.assert_allclose(b.maps, a.maps, atol=1e-6)
+    # ... and the members' layers are their halves of the joint fit, not copies of the single one.
+    assert not torch.allclose(pair.net.members[0].cause.weight, single.net.cause.weight)
+
+
+def test_refit_command_refits_an_ensemble_as_one_model(small_recipe_model, tmp_path, monkeypatch, capsys):
+    from msiqa import cli
+    from msiqa.weights import load_model
+
+    other = tmp_path / "seed3.safetensors"
+    shutil.copy(small_recipe_model, other)
+    card = json.loads(small_recipe_model.with_suffix(".json").read_text())
+    card["train_config"]["seed"] = 3
+    other.with_suffix(".json").write_text(json.dumps(card))
+    pair = tmp_path / "pair.safetensors"
+    assert cli.main(["ensemble", str(small_recipe_model), str(other), "--out", str(pair)]) == 0
+    new = _refitted(pair, tmp_path, monkeypatch)
+    old = load_model(pair)
+    assert _changed(new, old) == {f"members.{i}.cause.{p}" for i in (0, 1) for p in ("weight", "bias")}
+    assert new.card["members"] == old.card["members"] and new.card["refit"]["network"]["sha256"] == old.card["sha256"]
+    # Members of other recipes share no training slices: refused, nothing written.
+    card["train_config"]["phantom_noise_seeds"] = [2]
+    other.with_suffix(".json").write_text(json.dumps(card))
+    mixed = tmp_path / "mixed.safetensors"
+    assert cli.main(["ensemble", str(small_recipe_model), str(other), "--out", str(mixed)]) == 0
+    capsys.readouterr()
+    assert cli.main(["refit", str(mixed), "--out", str(tmp_path / "never.safetensors")]) == 2
+    assert "different recipes" in capsys.readouterr().err and not (tmp_path / "never.safetensors").exists()

@@ -2,14 +2,15 @@
 
     python benchmarks/accuracy.py --folds 3 --rows "compact (bundled configuration)" --keep-networks runs/seed0
     python benchmarks/refit_cv.py --data ../shared/petct-iqa-dev --networks runs/seed0 runs/seed3 \\
-        --clinical-root MIRP/test/data [--weight-head --keep runs/refitted]
+        --clinical-root MIRP/test/data [--weight-head] [--ensemble] [--keep runs/refitted]
 
 Per fold, each folder's network is refitted (``msiqa.training.refit``, what ``msiqa refit --score-layer`` runs) on
 the fold's training scenes only, then it and the network as trained score the held-out scenes;
 the table gives SROCC / within-scene SROCC per fold and the means. With ``--weight-head`` (the bundled
 model's command) the weight head is refitted first, on local faults pasted on the fold's training
 scenes only; ``--keep`` writes each refitted network with its card (``held_out_scenes``), for
-``heatmap.py --model FILE --scenes ...`` on scenes it never saw. Needs the development data and the
+``heatmap.py --model FILE --scenes ...`` on scenes it never saw. With ``--ensemble``, each fold's networks
+of all folders are averaged (``msiqa ensemble``) and the ensemble is refitted as one model. Needs the development data and the
 recipe's real volumes (not in the repository): this is a benchmark, not a test.
 """
 
@@ -29,7 +30,8 @@ from msiqa.training.metrics import correlations  # noqa: E402
 from msiqa.training.refit import refit  # noqa: E402
 from msiqa.training.refit_slices import RefitConfig, training_slices  # noqa: E402
 from msiqa.training.train import TrainConfig, predict  # noqa: E402
-from msiqa.weights import save_model  # noqa: E402
+from msiqa.models import MSIQAEnsemble  # noqa: E402
+from msiqa.weights import card_of_source, save_model  # noqa: E402
 
 from accuracy import folds_of  # noqa: E402
 from ensemble_cv import fold_arguments, fold_network  # noqa: E402
@@ -44,6 +46,7 @@ def main() -> None:
                          "default: the bundled one)")
     ap.add_argument("--clinical-root", help="folder the recipe's clinical_volumes are relative to")
     ap.add_argument("--weight-head", action="store_true", help="refit the weight head too (msiqa refit --weight-head)")
+    ap.add_argument("--ensemble", action="store_true", help="refit the ensemble of each fold's networks of all folders")
     ap.add_argument("--keep", type=Path, help="write each refitted fold network here (for heatmap.py --scenes)")
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -56,25 +59,32 @@ def main() -> None:
     got = {"trained": [], "refitted": []}
     # The fit's whole slices depend on the recipe alone: rendered once for every network.
     slices = list(training_slices(recipe, RefitConfig(), args.clinical_root, log=lambda m: None))
-    for folder in args.networks:
-        for fold, held in enumerate(folds_of(sorted({s.scene for s in samples}), args.folds)):
-            model = fold_network(folder, fold, held)
+    for fold, held in enumerate(folds_of(sorted({s.scene for s in samples}), args.folds)):
+        train = [s for s in samples if s.scene not in held]
+        val = [s for s in samples if s.scene in held]
+        truth, scenes = [s.mos for s in val], [s.scene for s in val]
+        models = {folder.name: fold_network(folder, fold, held) for folder in args.networks}
+        for name, model in models.items():
             if model.card.get("recipe_sha256_12", recipe_sha) != recipe_sha:
-                sys.exit(f"{folder}: fold {fold} was trained with recipe {model.card['recipe_sha256_12']}, not "
+                sys.exit(f"{name}: fold {fold} was trained with recipe {model.card['recipe_sha256_12']}, not "
                          f"{args.recipe} ({recipe_sha}); give --recipe")
-            train = [s for s in samples if s.scene not in held]
-            val = [s for s in samples if s.scene in held]
-            truth, scenes = [s.mos for s in val], [s.scene for s in val]
-            before = correlations(predict(model.net, [s.image for s in val]), truth, scenes)
-            fitted = refit(model.net, train, recipe, RefitConfig(), args.clinical_root, log=lambda m: None,
+        if args.ensemble:
+            ensemble = MSIQAEnsemble.of([m.net for m in models.values()])
+            card = {"cv_fold": fold, "held_out_scenes": held, "recipe_sha256_12": recipe_sha,
+                    "members": [card_of_source(m.card) for m in models.values()]}
+            runs = [("ensemble", ensemble, card)]
+        else:
+            runs = [(name, m.net, card_of_source(m.card)) for name, m in models.items()]
+        for name, net, card in runs:
+            before = correlations(predict(net, [s.image for s in val]), truth, scenes)
+            fitted = refit(net, train, recipe, RefitConfig(), args.clinical_root, log=lambda m: None,
                            slices=slices, weight_head=args.weight_head)
             if args.keep:
-                kept = {k: v for k, v in model.card.items() if k not in ("config", "file", "sha256", "dtype")}
-                save_model(model.net, args.keep / f"{folder.name}-fold{fold}.safetensors", {**kept, "refit": fitted})
-            after = correlations(predict(model.net, [s.image for s in val]), truth, scenes)
+                save_model(net, args.keep / f"{name}-fold{fold}.safetensors", {**card, "refit": fitted})
+            after = correlations(predict(net, [s.image for s in val]), truth, scenes)
             got["trained"].append(before)
             got["refitted"].append(after)
-            lines.append(f"| {folder.name} | {fold} | {before['srocc']:.3f} / {before['within_scene_srocc']:.3f} | "
+            lines.append(f"| {name} | {fold} | {before['srocc']:.3f} / {before['within_scene_srocc']:.3f} | "
                          f"{after['srocc']:.3f} / {after['within_scene_srocc']:.3f} | {fitted['score']['ridge']:g} |")
             print(lines[-1], flush=True)
     mean = {k: (np.mean([r["srocc"] for r in v]), np.mean([r["within_scene_srocc"] for r in v])) for k, v in got.items()}

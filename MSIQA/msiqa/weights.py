@@ -57,6 +57,17 @@ def resolve(name_or_path: str | Path | None) -> Path:
     return WEIGHTS_DIR / f"{name_or_path}.safetensors"
 
 
+# What save_model writes about the file itself, and what a refit records: not carried over to a
+# network made from another (a refit, a kept fold network).
+FILE_FIELDS = ("config", "file", "sha256", "dtype")
+
+
+def card_of_source(card: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a network's card that a network made from it inherits: its training, data,
+    and cross-validation, not its file's fields or an earlier refit's record."""
+    return {k: v for k, v in card.items() if k not in (*FILE_FIELDS, "refit")}
+
+
 def save_model(net: MSIQANet | MSIQAEnsemble, path: str | Path, card: dict[str, Any], *, half: bool = True) -> dict[str, Any]:
     """Write NAME.safetensors and NAME.json (card with config and sha256); returns the card."""
     path = Path(path)

@@ -184,7 +184,9 @@ class MSIQANet(nn.Module):
             out.append(F.adaptive_avg_pool2d(fuse(torch.cat(parts, 1)), grid))
         return out
 
-    def _fused(self, x: torch.Tensor) -> torch.Tensor:
+    def fused(self, x: torch.Tensor) -> torch.Tensor:
+        """The fused feature grid [B, C, h, w] that all three heads read (``training.refit`` computes it
+        once per slice and fits the heads on it)."""
         f = self.drop(self.attention(torch.cat(self.stage_features(x), 1)))
         return f.mean(dim=(2, 3), keepdim=True) if self.config.head == "pooled" else f
 
@@ -200,7 +202,7 @@ class MSIQANet(nn.Module):
         The score head ends in a 1x1 convolution, so a slice's score, sum(s * w) / sum(w), is that
         layer applied to the pooled hidden cells: both layers are linear in what this returns, and
         ``training.refit`` fits them again on it."""
-        return self.pool(self._fused(x))
+        return self.pool(self.fused(x))
 
     def pool(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``pooled_features`` of a fused grid already computed (the refit computes it once per slice)."""
@@ -211,7 +213,7 @@ class MSIQANet(nn.Module):
         """``detach_weight`` (training): the loss trains the scores and features but not the weight
         map, for batches that carry no sign of where a fault is."""
         grid = _grid(x)
-        f = self._fused(x)
+        f = self.fused(x)
         s = self.score(f)
         w = self.weight(f)
         if detach_weight:

@@ -95,9 +95,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                     "--score-layer, also the score head's last layer, on those labelled pictures, while the "
                     "network's scores of the slices above are held. With --weight-head, first the weight head, "
                     "so that the attention map peaks on local faults (the only option that changes the maps). "
+                    "An ensemble (msiqa ensemble) is refitted as one model: each member's weight head on its own, "
+                    "the cause head and score layer jointly, since its outputs are the members' means. "
                     "Needs the training extra: pip install msiqa[train].",
     )
-    p.add_argument("model", metavar="NETWORK.safetensors", help="a trained network with its card beside it (not an ensemble)")
+    p.add_argument("model", metavar="NETWORK.safetensors", help="a trained network or ensemble with its card beside it")
     p.add_argument("--out", required=True, metavar="FILE.safetensors", help="where to write the refitted network and its card")
     p.add_argument("--score-layer", nargs="+", metavar="IMAGES [LABELS]",
                    help="also fit the score layer on these labelled pictures (" + LAYOUTS + ")")
@@ -174,38 +176,46 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recipe_of(card: dict, name: str):
+    """The recipe that trained a network, or an ensemble's members (alike but for their seeds): the
+    refit's slices come from it."""
+    from .train import TrainConfig
+
+    recipes = [m.get("train_config") for m in card["members"]] if card.get("members") else [card.get("train_config")]
+    if any(r is None for r in recipes):
+        raise InputError(f"refit: the card of {name} has no train_config; the slices come from the "
+                         "recipe that trained the network.")
+    if any({**r, "seed": None} != {**recipes[0], "seed": None} for r in recipes[1:]):
+        raise InputError(f"refit: the members of {name} were trained with different recipes, not only other "
+                         "seeds; ensemble networks of one recipe.")
+    try:
+        return TrainConfig(**recipes[0])
+    except (TypeError, ValueError) as e:
+        raise InputError(f"refit: the card of {name} holds a recipe this version cannot read ({e}).") from None
+
+
 def _refit(args: argparse.Namespace) -> int:
-    from ..weights import card_path, load_model, resolve, save_model
+    from ..weights import card_of_source, card_path, load_model, resolve, save_model
     from .datasets import load_dataset
     from .refit import refit
     from .refit_slices import RefitConfig
-    from .train import TrainConfig
 
     source, out = resolve(args.model), Path(args.out)
     if out.resolve() == source.resolve():
         raise InputError(f"refit: --out {out} is the network given; write the refitted one to a new file.")
     model = load_model(source)
-    if model.card.get("members"):
-        raise InputError(f"refit: {source.name} is an ensemble; refit each member network, then ensemble them.")
-    if "train_config" not in model.card:
-        raise InputError(f"refit: the card of {source.name} has no train_config; the slices come from the "
-                         "recipe that trained the network.")
-    try:
-        recipe = TrainConfig(**model.card["train_config"])
-    except (TypeError, ValueError) as e:
-        raise InputError(f"refit: the card of {source.name} holds a recipe this version cannot read ({e}).") from None
+    recipe = _recipe_of(model.card, source.name)
     labelled = args.score_layer or []
     if len(labelled) > 2:
         raise InputError(f"refit: --score-layer takes IMAGES and at most LABELS, not {len(labelled)} paths.")
     samples = load_dataset(*labelled) if labelled else None
     fitted = refit(model.net, samples, recipe, RefitConfig(), args.clinical_root, weight_head=args.weight_head)
-    kept = {k: v for k, v in model.card.items() if k not in ("config", "file", "sha256", "dtype", "refit")}
     command = (f"msiqa refit {source.name} --out {out.name}"
                + (" --weight-head" if args.weight_head else "")
                + (f" --score-layer {' '.join(labelled)}" if labelled else "")
                + (f" --clinical-root {args.clinical_root}" if args.clinical_root else ""))
-    card = {**kept, "refit": {**fitted, "network": {"file": source.name, "sha256": model.card["sha256"]},
-                              "command": command}}
+    network = {"file": source.name, "sha256": model.card["sha256"]}
+    card = {**card_of_source(model.card), "refit": {**fitted, "network": network, "command": command}}
     card = save_model(model.net, out, card)
     print(f"wrote {out} (sha256 {card['sha256'][:16]}...) and {card_path(out).name}")
     return 0

@@ -34,7 +34,7 @@ from scipy.stats import spearmanr
 
 from ..assess import network_input
 from ..errors import InputError
-from ..models import GRID_STRIDE
+from ..models import GRID_STRIDE, MSIQAEnsemble
 from ..models.msiqa_net import MSIQANet
 from .refit_slices import UNSEEN, Batch, RefitConfig, local_faults, training_slices
 from .train import TrainConfig
@@ -44,7 +44,7 @@ from .train import TrainConfig
 def _fused(net: MSIQANet, pictures: np.ndarray) -> torch.Tensor:
     """The frozen network's fused feature grid, [B, C, h, w]: what all three heads read."""
     # The engine's own preparation: a lone PET (200 or 285 pixels wide) is padded as when it is scored.
-    return net._fused(network_input(pictures).contiguous(memory_format=torch.channels_last))
+    return net.fused(network_input(pictures).contiguous(memory_format=torch.channels_last))
 
 
 @torch.inference_mode()
@@ -55,6 +55,10 @@ def _pool(net: MSIQANet, f: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 
 def _pooled(net: MSIQANet, pictures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _pool(net, _fused(net, pictures))
+
+
+def members_of(net: MSIQANet | MSIQAEnsemble) -> list[MSIQANet]:
+    return list(net.members) if isinstance(net, MSIQAEnsemble) else [net]
 
 
 def _cells(f: torch.Tensor) -> torch.Tensor:
@@ -194,61 +198,84 @@ def _fault_cells(region: tuple[slice, slice], h: int, w: int) -> torch.Tensor:
     return ((cy >= ys.start) & (cy < ys.stop))[:, None] & ((cx >= xs.start) & (cx < xs.stop))[None, :]
 
 
-def refit(net: MSIQANet, samples: Sequence | None, recipe: TrainConfig, config: RefitConfig = RefitConfig(),
-          clinical_root: str | Path | None = None, log: Callable[[str], None] = print,
-          slices: Iterable[Batch] | None = None, weight_head: bool = False) -> dict:
+def refit(net: MSIQANet | MSIQAEnsemble, samples: Sequence | None, recipe: TrainConfig,
+          config: RefitConfig = RefitConfig(), clinical_root: str | Path | None = None,
+          log: Callable[[str], None] = print, slices: Iterable[Batch] | None = None,
+          weight_head: bool = False) -> dict:
     """Fit ``net``'s cause head again (in place) on whole slices; given labelled pictures (``samples``,
     ``datasets.Sample``), its score layer too; with ``weight_head``, first its weight head, so that the
     map points at local faults. Returns what the card records of it. ``slices``:
     ``training_slices(recipe, config, clinical_root)`` rendered once already, for fitting several
-    networks (benchmarks/refit_cv.py)."""
-    if net.cause is None:
+    networks (benchmarks/refit_cv.py).
+
+    An ensemble's members each keep their own map (each weight head is fitted on its member's grids),
+    but its cause logits and score are the members' means of layers linear in their pooled features:
+    one linear model over all members' features, fitted once, each member's layer its block. The
+    penalties weigh the members' mean, so an ensemble of copies of a network refits as that network."""
+    members = members_of(net)
+    if any(m.cause is None for m in members):
         raise InputError("this network has no cause head to refit; train one with a recipe whose cause_weight is > 0.")
     if samples is not None and not samples:
         raise InputError("refit: no labelled pictures were given for the score layer.")
     net.eval()
-    grids, causes = [], []
+    k = len(members)
+    grids, causes = [[] for _ in members], []
     for batch in training_slices(recipe, config, clinical_root, log) if slices is None else slices:
-        grids.append(_fused(net, batch.pictures))
+        for g, m in zip(grids, members):
+            g.append(_fused(m, batch.pictures))
         causes.extend(batch.causes)
-    labelled_grids = [_fused(net, s.image[None]) for s in samples or []]
-    pooled = [_pool(net, f) for f in grids]
-    last = net.score[-1]
-    a0 = last.weight.detach().double().numpy().ravel()
+    labelled_grids = [[_fused(m, s.image[None]) for s in samples or []] for m in members]
+    pooled = [[_pool(m, f) for f in g] for m, g in zip(members, grids)]
+    lasts = [m.score[-1] for m in members]
+    a0s = [last.weight.detach().double().numpy().ravel() for last in lasts]
     # What the trained network scores the training slices: the score layer holds them there.
-    held_scores = np.concatenate([p[1] for p in pooled]).astype(np.float64) @ a0 + float(last.bias.detach())
+    held_scores = np.mean([np.concatenate([p[1] for p in mp]).astype(np.float64) @ a0 + float(last.bias.detach())
+                           for mp, a0, last in zip(pooled, a0s, lasts)], axis=0)
     fitted = {**asdict(config), "unseen_left_out": list(UNSEEN), "weight": None}
     if weight_head:
-        faulted = []
-        for fault in local_faults(recipe, config, samples):
-            f = _fused(net, fault.picture[None])[0]
-            faulted.append((f, _fault_cells(fault.region, *f.shape[1:])))
-        held = [f for g in grids for f in g] + [g[0] for g in labelled_grids]
-        fitted["weight"] = fit_weight_head(net.weight, faulted, held, config.head_hold, config.head_ridge)
-        log(f"refit: weight head on {len(faulted)} local faults, held {len(held)} slices: the map's peak in the "
-            f"fault {fitted['weight']['peak_in_fault_before']:.3f} -> {fitted['weight']['peak_in_fault_after']:.3f}")
-        pooled = [_pool(net, f) for f in grids]  # read through the new map
-    fused_x, held_cells = np.concatenate([p[0] for p in pooled]), np.concatenate([p[1] for p in pooled]).astype(np.float64)
+        faults = list(local_faults(recipe, config, samples))
+        records = []
+        for i, (m, g, lg) in enumerate(zip(members, grids, labelled_grids)):
+            faulted = []
+            for fault in faults:
+                f = _fused(m, fault.picture[None])[0]
+                faulted.append((f, _fault_cells(fault.region, *f.shape[1:])))
+            held = [f for batch in g for f in batch] + [f[0] for f in lg]
+            records.append(fit_weight_head(m.weight, faulted, held, config.head_hold, config.head_ridge))
+            log(f"refit: weight head{f' of member {i}' if k > 1 else ''} on {len(faulted)} local faults, held "
+                f"{len(held)} slices: the map's peak in the fault {records[-1]['peak_in_fault_before']:.3f} -> "
+                f"{records[-1]['peak_in_fault_after']:.3f}")
+        fitted["weight"] = records[0] if k == 1 else records
+        pooled = [[_pool(m, f) for f in g] for m, g in zip(members, grids)]  # read through the new maps
+    # Each member's pooled features side by side: the joint layers' input.
+    fused_x = np.hstack([np.concatenate([p[0] for p in mp]) for mp in pooled])
     names = net.config.causes
     index = np.array([names.index(c) for c in causes])
-    weight, bias = fit_cause_head(fused_x, index, len(names), config.cause_l2, config.cause_none_weight,
+    weight, bias = fit_cause_head(fused_x, index, len(names), config.cause_l2 * k, config.cause_none_weight,
                                   names.index("none"))
-    net.cause.weight.data.copy_(weight)
-    net.cause.bias.data.copy_(bias)
+    for m, w in zip(members, weight.chunk(k, dim=1)):
+        m.cause.weight.data.copy_(w * k)
+        m.cause.bias.data.copy_(bias)
     counts = {names[i]: int((index == i).sum()) for i in range(len(names)) if (index == i).any()}
     log(f"refit: cause head on {len(index)} slices {counts}")
     fitted.update({"cause_examples": counts, "score": None})
     if samples is None:
         return fitted
-    labelled = np.concatenate([_pool(net, f)[1] for f in labelled_grids]).astype(np.float64)
+    # In units of the members' mean layer scaled by sqrt(k), the ridge is the mean over members of
+    # each layer's squared distance from its trained one.
+    root = np.sqrt(k)
+    held_cells = np.hstack([np.concatenate([p[1] for p in mp]) for mp in pooled]).astype(np.float64) / root
+    labelled = np.hstack([np.concatenate([_pool(m, f)[1] for f in lg]) for m, lg in zip(members, labelled_grids)])
+    labelled = labelled.astype(np.float64) / root
+    a0 = np.concatenate(a0s) / root
     mos = np.array([s.mos for s in samples], dtype=np.float64)
     scenes = np.array([s.scene for s in samples])
     ridge, found = pick_ridge(labelled, mos, scenes, held_cells, held_scores, a0, config.score_ridges,
                               config.score_anchor_weight)
     a, b = fit_score_layer(labelled, mos, held_cells, held_scores, a0, ridge, config.score_anchor_weight)
-
-    last.weight.data.copy_(torch.from_numpy(a).float().view_as(last.weight))
-    last.bias.data.fill_(b)
+    for last, block in zip(lasts, np.split(a * root, k)):
+        last.weight.data.copy_(torch.from_numpy(block).float().view_as(last.weight))
+        last.bias.data.fill_(b)
     moved = np.abs(held_cells @ a + b - held_scores)
     log(f"refit: score layer on {len(samples)} labelled pictures, ridge {ridge:g} (left-out scenes SROCC "
         f"{found[ridge]:.3f}), held slices moved {moved.mean():.3f} on average")

@@ -242,7 +242,6 @@ def test_refit_command_refuses_what_it_cannot_refit_and_writes_nothing(small_rec
 def test_an_ensemble_of_copies_of_a_network_refits_as_that_network(small_recipe_model):
     """The ensemble's cause logits and score are the members' means of linear layers: one joint fit, whose
     penalties weigh the members' mean. Two copies of a network must refit to what the network refits to."""
-    from msiqa.assess import Scorer
     from msiqa.models import MSIQAEnsemble
     from msiqa.training.datasets import load_dataset
     from msiqa.training.refit import refit

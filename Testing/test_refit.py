@@ -15,9 +15,20 @@ from msiqa.causes import CAUSES
 from msiqa.training import refit_slices
 from msiqa.training.refit import fit_cause_head, fit_score_layer, fit_weight_head, pick_ridge
 from msiqa.training.refit_slices import RefitConfig
+from msiqa.weights import load_model
 
 
-def test_a_slice_score_is_the_last_layer_applied_to_the_pooled_hidden_cells(bundled_model):
+@pytest.fixture(scope="module")
+def bundled_network(bundled_model):
+    """The bundled model's network (an ensemble's first member): what the refitted layers belong to."""
+    from msiqa.training.refit import members_of
+    from msiqa.weights import LoadedModel
+
+    card = bundled_model.card["members"][0] if bundled_model.card.get("members") else bundled_model.card
+    return LoadedModel(members_of(bundled_model.net)[0].eval(), card, bundled_model.path)
+
+
+def test_a_slice_score_is_the_last_layer_applied_to_the_pooled_hidden_cells(bundled_network):
     """Why the score layer can be fitted exactly on pooled features: sum(s*w)/sum(w) of a 1x1 conv."""
     from msiqa.models.msiqa_net import onto_scale
     from msiqa.sample_data import load_sample_study
@@ -25,7 +36,7 @@ def test_a_slice_score_is_the_last_layer_applied_to_the_pooled_hidden_cells(bund
 
     study = load_sample_study()
     x = torch.from_numpy(SliceRenderer(ct=study.ct_path, pet=study.pet_path).render(30, 32)).permute(0, 3, 1, 2).float() / 255
-    net = bundled_model.net.eval()
+    net = bundled_network.net
     with torch.inference_mode():
         fused, cells = net.pooled_features(x)
         out = net(x)
@@ -34,7 +45,7 @@ def test_a_slice_score_is_the_last_layer_applied_to_the_pooled_hidden_cells(bund
     assert torch.allclose(torch.softmax(cause, 1), torch.softmax(out.cause, 1), atol=1e-5)
 
 
-def test_the_refit_reads_a_picture_as_the_engine_scores_it(bundled_model):
+def test_the_refit_reads_a_picture_as_the_engine_scores_it(bundled_network):
     """A lone PET's picture is 200 or 285 pixels wide: the refit must see it padded to the grid, as scored."""
     from msiqa.assess import Scorer
     from msiqa.models.msiqa_net import onto_scale
@@ -44,9 +55,9 @@ def test_the_refit_reads_a_picture_as_the_engine_scores_it(bundled_model):
 
     study = load_sample_study()
     pictures = SliceRenderer(ct=study.ct_path, pet=study.pet_path).render(30, 32)[:, 40:240, 60:260]
-    net = bundled_model.net.eval()
+    net = bundled_network.net
     fused, cells = _pooled(net, pictures)
-    scored = Scorer(bundled_model, "cpu")(pictures)
+    scored = Scorer(bundled_network, "cpu")(pictures)
     with torch.inference_mode():
         score = onto_scale(net.score[-1](torch.from_numpy(cells)[:, :, None, None]).flatten())
         cause = torch.softmax(net.cause(torch.from_numpy(fused)), 1)
@@ -130,19 +141,19 @@ SMALL = functools.partial(RefitConfig, trials_per_patient=12, physical_noise_see
 
 
 @pytest.fixture(scope="module")
-def small_recipe_model(tmp_path_factory, bundled_model):
+def small_recipe_model(tmp_path_factory, bundled_network):
     """The bundled network with a card whose recipe names one simulated patient and no real volumes,
     and a folder of labelled pictures, so that a refit runs in seconds (same code, smaller budget)."""
     from msiqa.render import SliceRenderer
     from msiqa.sample_data import load_sample_study
+    from msiqa.weights import card_of_source, save_model
 
     folder = tmp_path_factory.mktemp("refit")
     src = folder / "net.safetensors"
-    shutil.copy(bundled_model.path, src)
-    card = json.loads(bundled_model.path.with_suffix(".json").read_text())
+    card = json.loads(json.dumps(card_of_source(bundled_network.card)))
     card["train_config"].update(phantom_anatomies=[1], phantom_noise_seeds=[1], physical_anatomies=[1],
                                 clinical_volumes=[])
-    src.with_suffix(".json").write_text(json.dumps(card))
+    save_model(bundled_network.net, src, card)
     study = load_sample_study()
     (folder / "images").mkdir()
     rows = ["image,mos,scene"]
@@ -156,7 +167,6 @@ def small_recipe_model(tmp_path_factory, bundled_model):
 
 def _refitted(small_recipe_model, tmp_path, monkeypatch, *extra):
     from msiqa import cli
-    from msiqa.weights import load_model
 
     monkeypatch.setattr(refit_slices, "RefitConfig", SMALL)
     out = tmp_path / "refit.safetensors"
@@ -179,47 +189,48 @@ def _scored(*models):
     return [Scorer(m, "cpu")(pictures) for m in models]
 
 
-def test_refit_command_changes_the_cause_head_and_nothing_else(small_recipe_model, bundled_model, tmp_path, monkeypatch):
+def test_refit_command_changes_the_cause_head_and_nothing_else(small_recipe_model, tmp_path, monkeypatch):
+    source = load_model(small_recipe_model)
     new = _refitted(small_recipe_model, tmp_path, monkeypatch)
-    assert _changed(new, bundled_model) == {"cause.weight", "cause.bias"}
+    assert _changed(new, source) == {"cause.weight", "cause.bias"}
     r = new.card["refit"]
-    assert r["network"]["sha256"] == bundled_model.card["sha256"]
+    assert r["network"]["sha256"] == source.card["sha256"]
     assert r["command"] == "msiqa refit net.safetensors --out refit.safetensors"
     assert r["score"] is None and r["weight"] is None
     assert r["trials_per_patient"] == 12 and r["unseen_left_out"] == ["misregistration", "pet_respiratory_motion"]
     assert "misregistration" not in r["cause_examples"] and r["cause_examples"]["none"] > 0
     assert new.card["train_config"] == json.loads(small_recipe_model.with_suffix(".json").read_text())["train_config"]
-    a, b = _scored(bundled_model, new)
+    a, b = _scored(source, new)
     assert np.array_equal(a.scores, b.scores) and np.array_equal(a.maps, b.maps)
     assert not np.allclose(a.causes, b.causes)
 
 
-def test_refit_with_the_score_layer_changes_it_too_and_keeps_the_maps(small_recipe_model, bundled_model, tmp_path,
-                                                                      monkeypatch):
+def test_refit_with_the_score_layer_changes_it_too_and_keeps_the_maps(small_recipe_model, tmp_path, monkeypatch):
     folder = small_recipe_model.parent
     labelled = [str(folder / "images"), str(folder / "labels.csv")]
+    source = load_model(small_recipe_model)
     new = _refitted(small_recipe_model, tmp_path, monkeypatch, "--score-layer", *labelled)
-    assert _changed(new, bundled_model) == {"cause.weight", "cause.bias", "score.2.weight", "score.2.bias"}
+    assert _changed(new, source) == {"cause.weight", "cause.bias", "score.2.weight", "score.2.bias"}
     r = new.card["refit"]
     assert r["command"] == f"msiqa refit net.safetensors --out refit.safetensors --score-layer {' '.join(labelled)}"
     assert r["score"]["labelled_pictures"] == 18 and r["score"]["ridge"] in (0.1, 10.0)
-    a, b = _scored(bundled_model, new)
+    a, b = _scored(source, new)
     assert np.array_equal(a.maps, b.maps)  # the heatmap is the trained network's
     assert not np.array_equal(a.scores, b.scores)
 
 
-def test_refit_with_the_weight_head_moves_the_maps_onto_local_faults(small_recipe_model, bundled_model, tmp_path,
-                                                                      monkeypatch):
+def test_refit_with_the_weight_head_moves_the_maps_onto_local_faults(small_recipe_model, tmp_path, monkeypatch):
     folder = small_recipe_model.parent
     labelled = [str(folder / "images"), str(folder / "labels.csv")]
+    source = load_model(small_recipe_model)
     new = _refitted(small_recipe_model, tmp_path, monkeypatch, "--weight-head", "--score-layer", *labelled)
-    assert _changed(new, bundled_model) == {"weight.0.weight", "weight.0.bias", "weight.2.weight", "weight.2.bias",
-                                            "cause.weight", "cause.bias", "score.2.weight", "score.2.bias"}
+    assert _changed(new, source) == {"weight.0.weight", "weight.0.bias", "weight.2.weight", "weight.2.bias",
+                                     "cause.weight", "cause.bias", "score.2.weight", "score.2.bias"}
     r = new.card["refit"]
     assert r["command"].startswith("msiqa refit net.safetensors --out refit.safetensors --weight-head --score-layer")
     w = r["weight"]
     assert w["local_faults"] >= 8 and w["peak_in_fault_after"] > w["peak_in_fault_before"]
-    a, b = _scored(bundled_model, new)
+    a, b = _scored(source, new)
     assert not np.array_equal(a.maps, b.maps)
 
 
@@ -246,7 +257,7 @@ def test_an_ensemble_of_copies_of_a_network_refits_as_that_network(small_recipe_
     from msiqa.training.datasets import load_dataset
     from msiqa.training.refit import refit
     from msiqa.training.train import TrainConfig
-    from msiqa.weights import LoadedModel, load_model
+    from msiqa.weights import LoadedModel
 
     single = load_model(small_recipe_model)
     pair = LoadedModel(MSIQAEnsemble.of([single.net, single.net]), single.card, single.path)
@@ -265,7 +276,6 @@ def test_an_ensemble_of_copies_of_a_network_refits_as_that_network(small_recipe_
 
 def test_refit_command_refits_an_ensemble_as_one_model(small_recipe_model, tmp_path, monkeypatch, capsys):
     from msiqa import cli
-    from msiqa.weights import load_model
 
     other = tmp_path / "seed3.safetensors"
     shutil.copy(small_recipe_model, other)

@@ -9,9 +9,9 @@ the fold's training scenes only, then it and the network as trained score the he
 the table gives SROCC / within-scene SROCC per fold and the means. With ``--weight-head`` (the bundled
 model's command) the weight head is refitted first, on local faults pasted on the fold's training
 scenes only; ``--keep`` writes each refitted network with its card (``held_out_scenes``), for
-``heatmap.py --model FILE --scenes ...`` on scenes it never saw. With ``--ensemble``, each fold's networks
-of all folders are averaged (``msiqa ensemble``) and the ensemble is refitted as one model. Needs the development data and the
-recipe's real volumes (not in the repository): this is a benchmark, not a test.
+``heatmap.py --model FILE --scenes ...`` on scenes it never saw. With ``--ensemble``, each fold's
+networks of all folders are averaged (``msiqa ensemble``) and refitted as one model. Needs the
+development data and the recipe's real volumes (not in the repository): this is a benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MSIQA"))
+from msiqa.models import MSIQAEnsemble  # noqa: E402
 from msiqa.training.datasets import load_labelled_folder  # noqa: E402
 from msiqa.training.metrics import correlations  # noqa: E402
 from msiqa.training.refit import refit  # noqa: E402
 from msiqa.training.refit_slices import RefitConfig, training_slices  # noqa: E402
 from msiqa.training.train import TrainConfig, predict  # noqa: E402
-from msiqa.models import MSIQAEnsemble  # noqa: E402
 from msiqa.weights import card_of_source, save_model  # noqa: E402
 
 from accuracy import folds_of  # noqa: E402

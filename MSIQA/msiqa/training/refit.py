@@ -58,6 +58,7 @@ def _pooled(net: MSIQANet, pictures: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def members_of(net: MSIQANet | MSIQAEnsemble) -> list[MSIQANet]:
+    """The networks whose heads a refit fits: an ensemble's members, or the network itself."""
     return list(net.members) if isinstance(net, MSIQAEnsemble) else [net]
 
 
@@ -204,9 +205,9 @@ def refit(net: MSIQANet | MSIQAEnsemble, samples: Sequence | None, recipe: Train
           weight_head: bool = False) -> dict:
     """Fit ``net``'s cause head again (in place) on whole slices; given labelled pictures (``samples``,
     ``datasets.Sample``), its score layer too; with ``weight_head``, first its weight head, so that the
-    map points at local faults. Returns what the card records of it. ``slices``:
-    ``training_slices(recipe, config, clinical_root)`` rendered once already, for fitting several
-    networks (benchmarks/refit_cv.py).
+    map points at local faults. Returns what the card records of it (for an ensemble, one weight-head
+    record per member). ``slices``: ``training_slices(recipe, config, clinical_root)`` rendered once
+    already, for fitting several networks (benchmarks/refit_cv.py).
 
     An ensemble's members each keep their own map (each weight head is fitted on its member's grids),
     but its cause logits and score are the members' means of layers linear in their pooled features:

@@ -371,6 +371,7 @@ def test_train_command_writes_weights_and_a_card_that_describe_the_recipe(datase
     assert model.net.swin is None and model.card["config"]["branches"] == "cnn"
     assert "Swin branch left out" in model.card["architecture"]
     assert model.card["train_config"] == json.loads(json.dumps(TrainConfig.load(tmp_path / "recipe.json").to_dict()))
+    assert model.card["environment"] == {"torch": torch.__version__, "cpu_threads": torch.get_num_threads()}
 
 
 TINY_RECIPE = {"overrides": {"branches": "cnn"}, "steps": 2, "batch_scenes": 2, "per_scene": 2, "crop": 64, "warmup": 1}
@@ -399,6 +400,18 @@ def test_train_seed_option_changes_the_network_and_is_recorded(seed_members):
     assert [a.card["train_config"]["seed"], b.card["train_config"]["seed"]] == [1, 2]
     assert "--seed 1" in a.card["command"] and "--seed 2" in b.card["command"]
     assert a.card["config"] == b.card["config"] and a.card["sha256"] != b.card["sha256"]
+
+
+def test_the_same_recipe_and_seed_train_the_same_network(seed_members, dataset_folder, tmp_path):
+    """At one thread count a run repeats bit for bit: a seed names a network, so a member can be made again."""
+    from msiqa import cli
+    from msiqa.weights import load_model
+
+    (tmp_path / "recipe.json").write_text(json.dumps(TINY_RECIPE))
+    out = tmp_path / "again.safetensors"
+    assert cli.main(["train", str(dataset_folder / "images"), str(dataset_folder / "labels.csv"),
+                     "--config", str(tmp_path / "recipe.json"), "--seed", "1", "--out", str(out)]) == 0
+    assert load_model(out).card["sha256"] == load_model(seed_members[0]).card["sha256"]
 
 
 def test_ensemble_command_writes_one_model_whose_outputs_are_the_members_mean(seed_members, pictures, tmp_path):

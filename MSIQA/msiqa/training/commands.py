@@ -127,6 +127,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    import torch
+
     from .. import __version__
     from ..weights import WEIGHTS_DIR, save_model
     from .datasets import load_dataset
@@ -167,6 +169,9 @@ def _train(args: argparse.Namespace) -> int:
             if config.physical_scenes else None,
         },
         "train_config": config.to_dict(),
+        # What else decides the file: the same recipe and seed repeat it bit for bit at one thread count,
+        # not across them (benchmarks/RESULTS.md, "A second pair").
+        "environment": {"torch": torch.__version__, "cpu_threads": torch.get_num_threads()},
         "command": (f"msiqa train {args.images} {args.labels or ''} --config {config_path.name} --out {out.name}"
                     + (f" --seed {args.seed}" if args.seed is not None else "")
                     + (f" --clinical-root {args.clinical_root}" if args.clinical_root else "")).replace("  ", " "),

@@ -296,3 +296,22 @@ def test_refit_command_refits_an_ensemble_as_one_model(small_recipe_model, tmp_p
     capsys.readouterr()
     assert cli.main(["refit", str(mixed), "--out", str(tmp_path / "never.safetensors")]) == 2
     assert "different recipes" in capsys.readouterr().err and not (tmp_path / "never.safetensors").exists()
+
+
+def test_local_faults_are_pasted_on_each_scenes_best_pictures_and_their_mirrors():
+    from msiqa.training.datasets import Sample, best_of_each_scene
+
+    rng = np.random.default_rng(0)
+    samples = [Sample(f"{scene}{i}", rng.integers(0, 255, (8, 6, 3), dtype=np.uint8), mos, scene)
+               for i, (scene, mos) in enumerate([("B", 2.0), ("A", 3.5), ("B", 3.0), ("A", 1.0), ("A", 3.5), ("B", 3.5)])]
+    by_name = {s.name: s.image for s in samples}
+
+    default = list(refit_slices.pointing_pictures(samples, RefitConfig()))
+    assert [p.tobytes() for p in default] == [s.image.tobytes() for s in best_of_each_scene(samples)]
+    assert [p.tobytes() for p in default] == [by_name["B5"].tobytes(), by_name["A1"].tobytes()]
+
+    more = list(refit_slices.pointing_pictures(samples, RefitConfig(pointing_pictures_per_scene=2, pointing_mirror=True)))
+    expected = [by_name[n] for n in ("B5", "B2", "A1", "A4")]  # scene B first, as it comes; equals: the first
+    assert len(more) == 8
+    for k, image in enumerate(expected):
+        assert np.array_equal(more[2 * k], image) and np.array_equal(more[2 * k + 1], image[:, ::-1])

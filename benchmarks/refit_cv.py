@@ -2,7 +2,8 @@
 
     python benchmarks/accuracy.py --folds 3 --rows "compact (bundled configuration)" --keep-networks runs/seed0
     python benchmarks/refit_cv.py --data ../shared/petct-iqa-dev --networks runs/seed0 runs/seed3 \\
-        --clinical-root MIRP/test/data [--weight-head] [--ensemble] [--keep runs/refitted]
+        --clinical-root MIRP/test/data [--weight-head] [--ensemble] [--keep runs/refitted] \\
+        [--refit-options '{"pointing_mirror": true}'] [--only-folds 0]
 
 Per fold, each folder's network is refitted (``msiqa.training.refit``, what ``msiqa refit --score-layer`` runs) on
 the fold's training scenes only, then it and the network as trained score the held-out scenes;
@@ -48,6 +49,9 @@ def main() -> None:
     ap.add_argument("--weight-head", action="store_true", help="refit the weight head too (msiqa refit --weight-head)")
     ap.add_argument("--ensemble", action="store_true", help="refit the ensemble of each fold's networks of all folders")
     ap.add_argument("--keep", type=Path, help="write each refitted fold network here (for heatmap.py --scenes)")
+    ap.add_argument("--refit-options", type=json.loads, default={}, metavar="JSON",
+                    help='RefitConfig fields other than the defaults msiqa refit uses, e.g. \'{"pointing_mirror": true}\'')
+    ap.add_argument("--only-folds", type=int, nargs="*", help="refit only these folds (default: all)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     text = args.recipe.read_text()
@@ -58,8 +62,14 @@ def main() -> None:
     lines = ["| networks | fold | trained SROCC / within | refitted SROCC / within | ridge |", "|---|---|---|---|---|"]
     got = {"trained": [], "refitted": []}
     # The fit's whole slices depend on the recipe alone: rendered once for every network.
-    slices = list(training_slices(recipe, RefitConfig(), args.clinical_root, log=lambda m: None))
+    try:
+        config = RefitConfig(**args.refit_options)
+    except TypeError as e:
+        sys.exit(f"--refit-options: {e}; the fields are those of msiqa.training.refit_slices.RefitConfig")
+    slices = list(training_slices(recipe, config, args.clinical_root, log=lambda m: None))
     for fold, held in enumerate(folds_of(sorted({s.scene for s in samples}), args.folds)):
+        if args.only_folds and fold not in args.only_folds:
+            continue
         train = [s for s in samples if s.scene not in held]
         val = [s for s in samples if s.scene in held]
         truth, scenes = [s.mos for s in val], [s.scene for s in val]
@@ -77,7 +87,7 @@ def main() -> None:
             runs = [(name, m.net, card_of_source(m.card)) for name, m in models.items()]
         for name, net, card in runs:
             before = correlations(predict(net, [s.image for s in val]), truth, scenes)
-            fitted = refit(net, train, recipe, RefitConfig(), args.clinical_root, log=lambda m: None,
+            fitted = refit(net, train, recipe, config, args.clinical_root, log=lambda m: None,
                            slices=slices, weight_head=args.weight_head)
             if args.keep:
                 save_model(net, args.keep / f"{name}-fold{fold}.safetensors", {**card, "refit": fitted})

@@ -14,7 +14,6 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import InputError
-from .datasets import best_of_each_scene
 from .labels import NAMED_FROM
 from .layer_faults import Layers
 from .named_faults import body_region, causes_for, fault_picture
@@ -50,6 +49,8 @@ class RefitConfig:
     # (PET/CT and CT alone, this many per patient); the maps of every other slice are held (weight
     # head_hold) and the head pulled towards the trained one (head_ridge).
     pointing_picture_trials: int = 6
+    pointing_pictures_per_scene: int = 1  # the best-rated ones
+    pointing_mirror: bool = False  # each of those also mirrored left to right
     pointing_picture_px: int = 128
     pointing_simulated_trials: int = 40
     pointing_simulated_px: int = 64
@@ -114,18 +115,30 @@ def training_slices(recipe: TrainConfig, config: RefitConfig, clinical_root: str
         log(f"refit: clinical {', '.join(volume.values())}")
 
 
+def pointing_pictures(samples, config: RefitConfig) -> Iterator[np.ndarray]:
+    """The labelled pictures local faults are pasted on: the best-rated ``pointing_pictures_per_scene``
+    of each scene (the first of equals first, scenes in the order they come), each also mirrored
+    left to right with ``pointing_mirror``."""
+    ranked = sorted(samples, key=lambda s: -s.mos)  # stable
+    for scene in dict.fromkeys(s.scene for s in samples):
+        for s in [r for r in ranked if r.scene == scene][: config.pointing_pictures_per_scene]:
+            yield s.image
+            if config.pointing_mirror:
+                yield np.ascontiguousarray(s.image[:, ::-1])
+
+
 def local_faults(recipe: TrainConfig, config: RefitConfig, samples=None) -> Iterator[LocalFault]:
     """Pictures with one fault confined to a square, for fitting the weight head to point at it: on
-    the best-rated picture of every labelled scene (``samples``; its layers recovered from the
-    picture) and on the recipe's simulated patients. Misregistration and breathing have no region."""
+    labelled pictures (``samples``, ``pointing_pictures``; their layers recovered from the picture)
+    and on the recipe's simulated patients. Misregistration and breathing have no region."""
     rng = np.random.default_rng(config.seed + 1)
-    for s in best_of_each_scene(samples or []):
-        layers = Layers.of_picture(s.image, DEV_PX_MM)
+    for image in pointing_pictures(samples or [], config):
+        layers = Layers.of_picture(image, DEV_PX_MM)
         for cause in [c for c in causes_for(layers) if c not in UNSEEN]:
             for _ in range(config.pointing_picture_trials):
-                region = body_region(s.image, config.pointing_picture_px, rng)
+                region = body_region(image, config.pointing_picture_px, rng)
                 if region is not None:
-                    picture, _ = fault_picture(layers, cause, float(rng.uniform(0.5, 1.0)), rng, region, s.image)
+                    picture, _ = fault_picture(layers, cause, float(rng.uniform(0.5, 1.0)), rng, region, image)
                     yield LocalFault(picture, region)
     for anatomy in recipe.phantom_anatomies:
         for noise in recipe.phantom_noise_seeds:

@@ -61,11 +61,11 @@ def main() -> None:
     samples = load_labelled_folder(data / "images", data / "labels.csv")
     lines = ["| networks | fold | trained SROCC / within | refitted SROCC / within | ridge |", "|---|---|---|---|---|"]
     got = {"trained": [], "refitted": []}
-    # The fit's whole slices depend on the recipe alone: rendered once for every network.
     try:
         config = RefitConfig(**args.refit_options)
     except TypeError as e:
         sys.exit(f"--refit-options: {e}; the fields are those of msiqa.training.refit_slices.RefitConfig")
+    # The fit's whole slices depend on the recipe and these options alone: rendered once for every network.
     slices = list(training_slices(recipe, config, args.clinical_root, log=lambda m: None))
     for fold, held in enumerate(folds_of(sorted({s.scene for s in samples}), args.folds)):
         if args.only_folds and fold not in args.only_folds:

@@ -40,13 +40,13 @@ def _read_rgb(path: Path) -> tuple[np.ndarray, int]:
         raise InputError(f"cannot read training image {path}: {e}") from None
 
 
-def best_of_each_scene(samples: Iterable[Sample]) -> list[Sample]:
-    """The best-rated picture of each scene (the first of equals), scenes in the order they come."""
-    best: dict[str, Sample] = {}
+def best_of_each_scene(samples: Iterable[Sample], k: int = 1) -> list[Sample]:
+    """The ``k`` best-rated pictures of each scene, best first (the first of equals first), scenes in
+    the order they come."""
+    by_scene: dict[str, list[Sample]] = {}
     for s in samples:
-        if s.scene not in best or s.mos > best[s.scene].mos:
-            best[s.scene] = s
-    return list(best.values())
+        by_scene.setdefault(s.scene, []).append(s)
+    return [s for group in by_scene.values() for s in sorted(group, key=lambda s: -s.mos)[:k]]  # sorted is stable
 
 
 def load_labelled_folder(images_dir: str | Path, labels_csv: str | Path) -> list[Sample]:

@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..errors import InputError
+from .datasets import best_of_each_scene
 from .labels import NAMED_FROM
 from .layer_faults import Layers
 from .named_faults import body_region, causes_for, fault_picture
@@ -117,14 +118,11 @@ def training_slices(recipe: TrainConfig, config: RefitConfig, clinical_root: str
 
 def pointing_pictures(samples, config: RefitConfig) -> Iterator[np.ndarray]:
     """The labelled pictures local faults are pasted on: the best-rated ``pointing_pictures_per_scene``
-    of each scene (the first of equals first, scenes in the order they come), each also mirrored
-    left to right with ``pointing_mirror``."""
-    ranked = sorted(samples, key=lambda s: -s.mos)  # stable
-    for scene in dict.fromkeys(s.scene for s in samples):
-        for s in [r for r in ranked if r.scene == scene][: config.pointing_pictures_per_scene]:
-            yield s.image
-            if config.pointing_mirror:
-                yield np.ascontiguousarray(s.image[:, ::-1])
+    of each scene, each also mirrored left to right with ``pointing_mirror``."""
+    for s in best_of_each_scene(samples, config.pointing_pictures_per_scene):
+        yield s.image
+        if config.pointing_mirror:
+            yield np.ascontiguousarray(s.image[:, ::-1])
 
 
 def local_faults(recipe: TrainConfig, config: RefitConfig, samples=None) -> Iterator[LocalFault]:

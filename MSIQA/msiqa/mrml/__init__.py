@@ -31,3 +31,14 @@ from .table import COLUMNS
 from .tags import RESULT_FOR_ATTRIBUTE, ROLE_ATTRIBUTE, find_results
 from .volumes import ijk_to_ras, ijk_to_ras_of_image, image_from_volume_node, input_images, volume_node_from_image
 from ..colormap import inferno_lut
+
+__all__ = [
+    "SCENE_VERSION", "read_mrb", "write_mrb", "LAYOUT_ID", "LAYOUT_XML", "PLOT_VIEW_TAG", "select_layout",
+    "show_chart", "slice_from_plot_selection", "slice_index_from_plot_point", "COLORMAP_ATTRIBUTE",
+    "COLORMAPS", "OWN_INFERNO_NAME", "colormap_node_id", "set_colormap", "MODALITY_ATTRIBUTE", "ModalityCache",
+    "guess_modality", "modality_of_node", "node_modality", "preselect_inputs", "jump_to_slice",
+    "slice_center_ras", "render_overlay_png", "DEFAULT_LOWER_THRESHOLD", "DEFAULT_OPACITY", "ResultNodes",
+    "remove_results", "result_nodes_of", "set_overlay", "show_results", "update_threshold", "create_scene",
+    "COLUMNS", "RESULT_FOR_ATTRIBUTE", "ROLE_ATTRIBUTE", "find_results", "ijk_to_ras", "ijk_to_ras_of_image",
+    "image_from_volume_node", "input_images", "volume_node_from_image", "inferno_lut",
+]

@@ -154,7 +154,7 @@ def main() -> None:
                     help="fold f trains with seed f + this: repeat the CV with other randomness (default 0)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--rows", nargs="*", help="subset of rows (default: all)")
-    ap.add_argument("--only-folds", type=int, nargs="*", help="run only these folds (the table uses every cached one)")
+    ap.add_argument("--only-folds", type=int, nargs="+", help="run only these folds (the table uses every cached one)")
     ap.add_argument("--cache", default="benchmarks/accuracy_cache.jsonl")
     ap.add_argument("--checkpoints", default="benchmarks/.checkpoints",
                     help="where folds in training checkpoint (removed once the fold is cached)")

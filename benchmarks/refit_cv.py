@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="write each refitted fold network here (for heatmap.py --scenes)")
     ap.add_argument("--refit-options", type=json.loads, default={}, metavar="JSON",
                     help='RefitConfig fields other than the defaults msiqa refit uses, e.g. \'{"pointing_mirror": true}\'')
-    ap.add_argument("--only-folds", type=int, nargs="*", help="refit only these folds (default: all)")
+    ap.add_argument("--only-folds", type=int, nargs="+", help="refit only these folds (default: all)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     text = args.recipe.read_text()
@@ -68,7 +68,7 @@ def main() -> None:
     # The fit's whole slices depend on the recipe and these options alone: rendered once for every network.
     slices = list(training_slices(recipe, config, args.clinical_root, log=lambda m: None))
     for fold, held in enumerate(folds_of(sorted({s.scene for s in samples}), args.folds)):
-        if args.only_folds and fold not in args.only_folds:
+        if args.only_folds is not None and fold not in args.only_folds:
             continue
         train = [s for s in samples if s.scene not in held]
         val = [s for s in samples if s.scene in held]

@@ -1,0 +1,42 @@
+"""The liver-CoV measure of benchmarks/pet_noise.py, on volumes whose noise is known."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACING = (3.0, 4.0, 4.0)  # k, j, i (mm)
+
+
+@pytest.fixture(scope="module")
+def pet_noise():
+    spec = importlib.util.spec_from_file_location("pet_noise", ROOT / "benchmarks/pet_noise.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def body_with_liver(cov: float, seed: int = 0) -> np.ndarray:
+    """Muscle-like SUV 0.7 around an ellipsoidal liver of SUV 2.5 whose voxels vary by ``cov``, and a
+    small hot spot (SUV 3, liver-like too) that must not be taken for the liver."""
+    k, j, i = np.meshgrid(*[np.arange(n) for n in (40, 64, 64)], indexing="ij")
+    suv = np.full(k.shape, 0.7)
+    liver = ((k - 20) * 3.0 / 45) ** 2 + ((j - 30) * 4.0 / 70) ** 2 + ((i - 24) * 4.0 / 80) ** 2 <= 1
+    suv[liver] = 2.5 * (1 + cov * np.random.default_rng(seed).normal(size=int(liver.sum())))
+    suv[18:21, 50:53, 50:53] = 3.0
+    return suv
+
+
+@pytest.mark.parametrize("cov", [0.08, 0.16])
+def test_liver_cov_is_the_liver_voxels_noise(pet_noise, cov):
+    measured, mean, depth = pet_noise.liver_voi_cov(body_with_liver(cov), SPACING)
+    assert measured == pytest.approx(cov, rel=0.15)
+    assert mean == pytest.approx(2.5, rel=0.05)
+    assert depth > 30  # the sphere sits deep in the liver, not in the hot spot
+
+
+def test_a_pet_without_liver_like_uptake_is_refused(pet_noise):
+    with pytest.raises(ValueError, match="liver-like uptake"):
+        pet_noise.liver_voi_cov(np.full((20, 32, 32), 0.5), SPACING)

@@ -1,7 +1,6 @@
 """The CV benchmark's rows: what recipe each one trains (benchmarks/accuracy.py)."""
 
 import argparse
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,11 +13,8 @@ BUNDLED_RECIPE = ROOT / "MSIQA/msiqa/weights/msiqa-compact.train.json"
 
 
 @pytest.fixture(scope="module")
-def accuracy():
-    spec = importlib.util.spec_from_file_location("accuracy", ROOT / "benchmarks/accuracy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def accuracy(benchmark_script):
+    return benchmark_script("accuracy")
 
 
 def args_for(recipe: dict, seed_offset: int = 0) -> argparse.Namespace:

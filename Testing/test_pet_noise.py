@@ -1,21 +1,14 @@
 """The liver-CoV measure of benchmarks/pet_noise.py, on volumes whose noise is known."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 SPACING = (3.0, 4.0, 4.0)  # k, j, i (mm)
 
 
 @pytest.fixture(scope="module")
-def pet_noise():
-    spec = importlib.util.spec_from_file_location("pet_noise", ROOT / "benchmarks/pet_noise.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def pet_noise(benchmark_script):
+    return benchmark_script("pet_noise")
 
 
 def body_with_liver(cov: float, seed: int = 0) -> np.ndarray:

@@ -13,12 +13,12 @@ def pet_noise(benchmark_script):
 
 def body_with_liver(cov: float, seed: int = 0) -> np.ndarray:
     """Muscle-like SUV 0.7 around an ellipsoidal liver of SUV 2.5 whose voxels vary by ``cov``, and a
-    small hot spot (SUV 3, liver-like too) that must not be taken for the liver."""
+    smaller region of SUV 3 (liver-like too, 18 x 24 x 24 mm) that must not be taken for the liver."""
     k, j, i = np.meshgrid(*[np.arange(n) for n in (40, 64, 64)], indexing="ij")
     suv = np.full(k.shape, 0.7)
     liver = ((k - 20) * 3.0 / 45) ** 2 + ((j - 30) * 4.0 / 70) ** 2 + ((i - 24) * 4.0 / 80) ** 2 <= 1
     suv[liver] = 2.5 * (1 + cov * np.random.default_rng(seed).normal(size=int(liver.sum())))
-    suv[18:21, 50:53, 50:53] = 3.0
+    suv[17:23, 50:56, 50:56] = 3.0
     return suv
 
 
@@ -27,7 +27,7 @@ def test_liver_cov_is_the_liver_voxels_noise(pet_noise, cov):
     measured, mean, depth = pet_noise.liver_voi_cov(body_with_liver(cov), SPACING)
     assert measured == pytest.approx(cov, rel=0.15)
     assert mean == pytest.approx(2.5, rel=0.05)
-    assert depth > 30  # the sphere sits deep in the liver, not in the hot spot
+    assert depth > 30  # the sphere sits deep in the liver, not in the smaller region
 
 
 def test_a_pet_without_liver_like_uptake_is_refused(pet_noise):

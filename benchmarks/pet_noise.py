@@ -23,6 +23,11 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MSIQA"))
 
+from msiqa.phantom.anatomy import make_phantom  # noqa: E402
+from msiqa.phantom.faults import Acquisition  # noqa: E402
+from msiqa.phantom.geometry import N_SLICES, PET_PIXEL_MM, SLICE_MM  # noqa: E402
+from msiqa.phantom.measures import coefficient_of_variation  # noqa: E402
+from msiqa.phantom.pet import scan_pet  # noqa: E402
 from msiqa.training.labels import ANCHORS, CLEAN_MOS, FLAG_AT  # noqa: E402
 from msiqa.volumes import read_volume, suv_info  # noqa: E402
 
@@ -46,7 +51,8 @@ def liver_voi_cov(suv: np.ndarray, spacing_kji) -> tuple[float, float, float]:
     box = suv[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.float64)
     grid = np.meshgrid(*[(np.arange(a, b) - c) * s for a, b, c, s in zip(lo, hi, centre, sp)], indexing="ij")
     voxels = box[sum(g * g for g in grid) <= VOI_RADIUS_MM**2]
-    return float(voxels.std() / voxels.mean()), float(voxels.mean()), float(depth.max())
+    # The same SD / mean the sample study's grading takes of its liver VOI.
+    return coefficient_of_variation(voxels), float(voxels.mean()), float(depth.max())
 
 
 def real_pet(path: str) -> tuple[np.ndarray, tuple, str]:
@@ -59,11 +65,6 @@ def real_pet(path: str) -> tuple[np.ndarray, tuple, str]:
 
 
 def simulated_pet(anatomy_seed: int | None) -> tuple[np.ndarray, tuple, str]:
-    from msiqa.phantom.anatomy import make_phantom
-    from msiqa.phantom.faults import Acquisition
-    from msiqa.phantom.geometry import N_SLICES, PET_PIXEL_MM, SLICE_MM
-    from msiqa.phantom.pet import scan_pet
-
     ph = make_phantom(anatomy_seed)
     ks = np.arange(N_SLICES)
     suv = scan_pet(ph, ks, seed=0, acqs=[Acquisition()] * N_SLICES) * ph.suv_per_bqml
@@ -86,8 +87,9 @@ def main() -> None:
     for name, load in sources:
         suv, spacing, voxels = load()
         cov, mean, depth = liver_voi_cov(suv, spacing)
-        score = CLEAN_MOS - anchor.drop(cov)
-        print(f"| {name} | {voxels} | {mean:.2f} | {depth:.0f} | {cov:.3f} | {anchor.drop(cov):.2f} | "
+        drop = anchor.drop(cov)
+        score = CLEAN_MOS - drop
+        print(f"| {name} | {voxels} | {mean:.2f} | {depth:.0f} | {cov:.3f} | {drop:.2f} | "
               f"{score:.2f}{' (flagged)' if score < FLAG_AT else ''} |")
 
 

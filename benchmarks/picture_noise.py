@@ -1,0 +1,113 @@
+"""How noisy real studies look next to what the development radiologists scored.
+
+    python benchmarks/picture_noise.py --data ../shared/petct-iqa-dev --ct CT [CT ...] [--pair CT PET ...]
+
+The development set grades picture noise: within its quality-100 versions, Gaussian-like noise at
+three strengths is crossed with impulse pixels at three densities. This puts a real study's
+slices on that axis: the picture noise (``handcrafted.noise_sigma``, the grid's noise axis: grey
+levels of a Laplacian residual inside the body) of the pictures the engine scores, next to the mean
+radiologist score of the development pictures with about that noise and the fewest impulse
+pixels. The CT's soft-tissue SD in HU per pixel says where the picture noise comes from (SD of
+7 x 7-pixel windows of flat soft tissue, median over windows and slices). A PET shown alone is
+not on this axis (its noise is the liver CoV: ``pet_noise.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from PIL import Image
+from scipy import ndimage
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MSIQA"))
+
+from msiqa.render import SliceRenderer  # noqa: E402
+from msiqa.training.handcrafted import impulse_density, noise_sigma  # noqa: E402
+from msiqa.volumes import read_volume  # noqa: E402
+
+WINDOW_PX = 7
+FLAT_PX = 21
+SOFT_TISSUE_HU = (0.0, 100.0)
+FLAT_WITHIN_HU = 15.0
+MIN_WINDOWS = 50  # a slice with fewer flat soft-tissue windows says nothing about the noise
+SLICES_PER_VOLUME = 12
+
+
+def soft_tissue_sd(hu: np.ndarray) -> float:
+    """Median SD (HU per pixel) of flat soft-tissue windows over the slices of ``hu`` (k, j, i)."""
+    per_slice = []
+    for sl in np.asarray(hu, np.float64):
+        mean = ndimage.uniform_filter(sl, WINDOW_PX)
+        sd = np.sqrt(np.maximum(ndimage.uniform_filter(sl * sl, WINDOW_PX) - mean * mean, 0.0))
+        flat = np.abs(ndimage.uniform_filter(sl, FLAT_PX) - mean) < FLAT_WITHIN_HU
+        ok = (mean > SOFT_TISSUE_HU[0]) & (mean < SOFT_TISSUE_HU[1]) & flat
+        if ok.sum() >= MIN_WINDOWS:
+            per_slice.append(np.median(sd[ok]))
+    if not per_slice:
+        raise ValueError("no flat soft tissue (0-100 HU) on any slice: is this a CT in HU with a body in view?")
+    return float(np.median(per_slice))
+
+
+def development_noise_levels(data: Path) -> list[tuple[float, float, int]]:
+    """(picture noise, mean score, pictures) of the three noise strengths among the development set's
+    quality-100 versions with the fewest impulse pixels (the lowest third of their densities)."""
+    rows = list(csv.DictReader(open(data / "labels.csv")))
+    found = []
+    for r in rows:
+        with Image.open(data / "images" / r["image"]) as im:
+            if im.quantization[0][0] != 1:  # the quality-100 group: first quantisation entry 1
+                continue
+            pixels = np.asarray(im.convert("RGB"))
+        found.append((r["scene"], noise_sigma(pixels), impulse_density(pixels), float(r["mos"])))
+    densities = np.array([f[2] for f in found])
+    cleanest = [f for f in found if f[2] <= np.percentile(densities, 100 / 3)]
+    levels = []
+    for scene in sorted({f[0] for f in cleanest}):  # within a scene the three noise strengths sort by noise
+        ranked = sorted((f for f in cleanest if f[0] == scene), key=lambda f: f[1])
+        levels += [(i, f[1], f[3]) for i, f in enumerate(ranked)]
+    out = []
+    for i in sorted({lv[0] for lv in levels}):
+        at = [lv for lv in levels if lv[0] == i]
+        out.append((float(np.median([a[1] for a in at])), float(np.mean([a[2] for a in at])), len(at)))
+    return out
+
+
+def picture_noise(renderer: SliceRenderer) -> tuple[float, float, float]:
+    """Median and 10th-90th percentiles of the picture noise over evenly spaced slices."""
+    n = len(renderer)
+    ks = np.unique(np.linspace(0, n - 1, min(n, SLICES_PER_VOLUME)).round().astype(int))
+    sig = [noise_sigma(renderer.render(int(k), int(k) + 1)[0]) for k in ks]
+    return float(np.median(sig)), float(np.percentile(sig, 10)), float(np.percentile(sig, 90))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/petct-iqa-dev")
+    ap.add_argument("--ct", nargs="*", default=[], help="CT volumes shown alone")
+    ap.add_argument("--pair", nargs=2, action="append", default=[], metavar=("CT", "PET"), help="a PET/CT pair")
+    args = ap.parse_args()
+
+    print("Development pictures, quality 100, fewest impulse pixels (radiologists' mean score by noise strength):\n")
+    print("| noise strength | picture noise (median) | pictures | mean score |")
+    print("|---|---|---|---|")
+    for i, (sigma, mos, n) in enumerate(development_noise_levels(args.data)):
+        print(f"| {i + 1} | {sigma:.2f} | {n} | {mos:.2f} |")
+
+    print("\n| study | shown as | picture noise, median (10th-90th pct) | CT soft-tissue SD per pixel (HU) | CT pixel (mm) |")
+    print("|---|---|---|---|---|")
+    studies = [("CT alone", {"ct": p}) for p in args.ct] + [("PET/CT", {"ct": c, "pet": p}) for c, p in args.pair]
+    for shown, volumes in studies:
+        med, lo, hi = picture_noise(SliceRenderer(**volumes))
+        ct = read_volume(volumes["ct"], "ct")
+        hu_sd = soft_tissue_sd(sitk.GetArrayFromImage(ct))
+        print(f"| {' + '.join(volumes.values())} | {shown} | {med:.2f} ({lo:.2f}-{hi:.2f}) | {hu_sd:.1f} | "
+              f"{ct.GetSpacing()[0]:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -66,3 +66,15 @@ def test_development_levels_sort_each_scene_by_noise_and_skip_compressed_and_imp
     assert [mos for _, mos, _ in levels] == pytest.approx([3.6, 3.0, 2.0])
     sigmas = [s for s, _, _ in levels]
     assert sigmas[0] < sigmas[1] < sigmas[2]
+
+
+def test_the_sample_studys_ct_low_dose_ranges_rise_on_the_noise_axis(picture_noise, capsys):
+    picture_noise.sample_study_noise()
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    table = {r[0].strip(): (float(r[2]), float(r[3])) for r in rows[1:]}
+    names = ["clean (every 5th)", "ct_low_dose_x3", "ct_low_dose_x15", "ct_low_dose_x50"]
+    assert list(table) == names
+    for column in (0, 1):  # PET/CT, CT alone
+        assert [table[n][column] for n in names] == sorted(table[n][column] for n in names)
+    # The PET over the CT hides part of its noise: CT alone is the noisier picture.
+    assert all(table[n][1] > table[n][0] for n in names)

@@ -1,6 +1,6 @@
 """How noisy real studies look next to what the development radiologists scored.
 
-    python benchmarks/picture_noise.py --data ../shared/petct-iqa-dev --ct CT [CT ...] [--pair CT PET ...]
+    python benchmarks/picture_noise.py --data ../shared/petct-iqa-dev --ct CT [CT ...] [--pair CT PET ...] [--sample]
 
 The development set grades picture noise: within its quality-100 versions, Gaussian-like noise at
 three strengths is crossed with impulse pixels at three densities. This puts a real study's
@@ -9,7 +9,10 @@ levels of a Laplacian residual inside the body) of the pictures the engine score
 radiologist score of the development pictures with about that noise and the fewest impulse
 pixels. The CT's soft-tissue SD in HU per pixel says where the picture noise comes from (SD of
 7 x 7-pixel windows of flat soft tissue, median over windows and slices). A PET shown alone is
-not on this axis (its noise is the liver CoV: ``pet_noise.py``).
+not on this axis (its noise is the liver CoV: ``pet_noise.py``). ``--sample`` adds the bundled
+sample study's clean slices and CT low-dose ranges, as PET/CT and as CT alone. ``--rule`` adds the
+training recipe's CT low-dose fault on the best-rated development pictures: the label the rule gives
+each strength next to the picture noise it makes, to be read against the radiologists' scores.
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MSIQA"))
 
 from msiqa.render import SliceRenderer  # noqa: E402
+from msiqa.sample_data import load_sample_study  # noqa: E402
+from msiqa.training.labels import CLEAN_MOS  # noqa: E402
+from msiqa.training.layer_faults import Layers, apply_fault  # noqa: E402
+from msiqa.training.phantom_bank import render_layers  # noqa: E402
+from msiqa.training.train import DEV_PX_MM  # noqa: E402
 from msiqa.training.handcrafted import impulse_density, noise_sigma  # noqa: E402
 from msiqa.volumes import read_volume  # noqa: E402
 
@@ -85,11 +93,42 @@ def picture_noise(renderer: SliceRenderer) -> tuple[float, float, float]:
     return float(np.median(sig)), float(np.percentile(sig, 10)), float(np.percentile(sig, 90))
 
 
+def sample_study_noise() -> None:
+    study = load_sample_study()
+    print("\n| sample study slices | added CT noise (label rule's measure) | picture noise, PET/CT | picture noise, CT alone |")
+    print("|---|---|---|---|")
+    renderers = [SliceRenderer(ct=study.ct_path, pet=study.pet_path), SliceRenderer(ct=study.ct_path)]
+    groups = [("clean (every 5th)", "-", list(study.clean_slices())[::5])]
+    groups += [(r["name"], f"{r['measured']['value']:.0f} {r['measured']['unit']}", list(range(r["first"], r["last"] + 1)))
+               for r in study.info["degraded_ranges"] if r["fault"] == "ct_low_dose"]
+    for name, added, ks in groups:
+        medians = [np.median([noise_sigma(rd.render(k, k + 1)[0]) for k in ks]) for rd in renderers]
+        print(f"| {name} | {added} | {medians[0]:.2f} | {medians[1]:.2f} |")
+
+
+def rule_on_development_pictures(data: Path, pictures: int = 8) -> None:
+    rows = [r for r in csv.DictReader(open(data / "labels.csv")) if float(r["mos"]) >= CLEAN_MOS]
+    layers = []
+    for r in rows[:pictures]:
+        with Image.open(data / "images" / r["image"]) as im:
+            layers.append(Layers.of_picture(np.asarray(im.convert("RGB")), DEV_PX_MM))
+    print(f"\nThe recipe's CT low dose on {len(layers)} best-rated development pictures:\n")
+    print("| strength | added noise (label rule's measure) | label | picture noise |")
+    print("|---|---|---|---|")
+    for strength in (0.0, 0.05, 0.2, 0.33, 0.5, 1.0):
+        faulted = [apply_fault(lay, "ct_low_dose", strength, np.random.default_rng(0)) for lay in layers]
+        applied = faulted[0][1]
+        sigma = np.median([noise_sigma(render_layers(out)) for out, _ in faulted])
+        print(f"| {strength:g} | {applied.measure:.0f} | {CLEAN_MOS - applied.drop:.2f} | {sigma:.2f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/petct-iqa-dev")
     ap.add_argument("--ct", nargs="*", default=[], help="CT volumes shown alone")
     ap.add_argument("--pair", nargs=2, action="append", default=[], metavar=("CT", "PET"), help="a PET/CT pair")
+    ap.add_argument("--sample", action="store_true", help="also the bundled sample study's clean and CT low-dose slices")
+    ap.add_argument("--rule", action="store_true", help="also the recipe's CT low-dose fault on development pictures")
     args = ap.parse_args()
 
     print("Development pictures, quality 100, fewest impulse pixels (radiologists' mean score by noise strength):\n")
@@ -107,6 +146,10 @@ def main() -> None:
         hu_sd = soft_tissue_sd(sitk.GetArrayFromImage(ct))
         print(f"| {' + '.join(volumes.values())} | {shown} | {med:.2f} ({lo:.2f}-{hi:.2f}) | {hu_sd:.1f} | "
               f"{ct.GetSpacing()[0]:.2f} |")
+    if args.sample:
+        sample_study_noise()
+    if args.rule:
+        rule_on_development_pictures(args.data)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """How noisy real studies look next to what the development radiologists scored.
 
-    python benchmarks/picture_noise.py --data ../shared/petct-iqa-dev --ct CT [CT ...] [--pair CT PET ...] [--sample]
+    python benchmarks/picture_noise.py --data ../shared/petct-iqa-dev --ct CT [CT ...] [--pair CT PET ...] \\
+        [--sample] [--rule]
 
 The development set grades picture noise: within its quality-100 versions, Gaussian-like noise at
 three strengths is crossed with impulse pixels at three densities. This puts a real study's
@@ -31,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MSIQA"))
 
 from msiqa.render import SliceRenderer  # noqa: E402
 from msiqa.sample_data import load_sample_study  # noqa: E402
+from msiqa.training.handcrafted import impulse_density, noise_sigma  # noqa: E402
 from msiqa.training.labels import CLEAN_MOS  # noqa: E402
 from msiqa.training.layer_faults import Layers, apply_fault  # noqa: E402
 from msiqa.training.phantom_bank import render_layers  # noqa: E402
 from msiqa.training.train import DEV_PX_MM  # noqa: E402
-from msiqa.training.handcrafted import impulse_density, noise_sigma  # noqa: E402
 from msiqa.volumes import read_volume  # noqa: E402
 
 WINDOW_PX = 7
@@ -64,7 +65,8 @@ def soft_tissue_sd(hu: np.ndarray) -> float:
 def development_noise_levels(data: Path) -> list[tuple[float, float, int]]:
     """(picture noise, mean score, pictures) of the three noise strengths among the development set's
     quality-100 versions with the fewest impulse pixels (the lowest third of their densities)."""
-    rows = list(csv.DictReader(open(data / "labels.csv")))
+    with open(data / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
     found = []
     for r in rows:
         with Image.open(data / "images" / r["image"]) as im:
@@ -107,7 +109,8 @@ def sample_study_noise() -> None:
 
 
 def rule_on_development_pictures(data: Path, pictures: int = 8) -> None:
-    rows = [r for r in csv.DictReader(open(data / "labels.csv")) if float(r["mos"]) >= CLEAN_MOS]
+    with open(data / "labels.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if float(r["mos"]) >= CLEAN_MOS]
     layers = []
     for r in rows[:pictures]:
         with Image.open(data / "images" / r["image"]) as im:

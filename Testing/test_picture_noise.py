@@ -61,7 +61,8 @@ def test_development_levels_sort_each_scene_by_noise_and_skip_compressed_and_imp
         w.writeheader()
         w.writerows(rows)
 
-    levels = picture_noise.development_noise_levels(tmp_path)
+    samples = picture_noise.load_labelled_folder(tmp_path / "images", tmp_path / "labels.csv")
+    levels = picture_noise.development_noise_levels(samples)
     assert [n for _, _, n in levels] == [2, 2, 2]
     assert [mos for _, mos, _ in levels] == pytest.approx([3.6, 3.0, 2.0])
     sigmas = [s for s, _, _ in levels]

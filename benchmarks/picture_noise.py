@@ -19,19 +19,18 @@ each strength next to the picture noise it makes, to be read against the radiolo
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from PIL import Image
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MSIQA"))
 
 from msiqa.render import SliceRenderer  # noqa: E402
 from msiqa.sample_data import load_sample_study  # noqa: E402
+from msiqa.training.datasets import Sample, load_labelled_folder  # noqa: E402
 from msiqa.training.handcrafted import impulse_density, noise_sigma  # noqa: E402
 from msiqa.training.labels import CLEAN_MOS  # noqa: E402
 from msiqa.training.layer_faults import Layers, apply_fault  # noqa: E402
@@ -62,18 +61,11 @@ def soft_tissue_sd(hu: np.ndarray) -> float:
     return float(np.median(per_slice))
 
 
-def development_noise_levels(data: Path) -> list[tuple[float, float, int]]:
+def development_noise_levels(samples: list[Sample]) -> list[tuple[float, float, int]]:
     """(picture noise, mean score, pictures) of the three noise strengths among the development set's
     quality-100 versions with the fewest impulse pixels (the lowest third of their densities)."""
-    with open(data / "labels.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    found = []
-    for r in rows:
-        with Image.open(data / "images" / r["image"]) as im:
-            if im.quantization[0][0] != 1:  # the quality-100 group: first quantisation entry 1
-                continue
-            pixels = np.asarray(im.convert("RGB"))
-        found.append((r["scene"], noise_sigma(pixels), impulse_density(pixels), float(r["mos"])))
+    found = [(s.scene, noise_sigma(s.image), impulse_density(s.image), s.mos)
+             for s in samples if s.jpeg_q == 1]  # the quality-100 group: first quantisation entry 1
     densities = np.array([f[2] for f in found])
     cleanest = [f for f in found if f[2] <= np.percentile(densities, 100 / 3)]
     levels = []
@@ -108,13 +100,8 @@ def sample_study_noise() -> None:
         print(f"| {name} | {added} | {medians[0]:.2f} | {medians[1]:.2f} |")
 
 
-def rule_on_development_pictures(data: Path, pictures: int = 8) -> None:
-    with open(data / "labels.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if float(r["mos"]) >= CLEAN_MOS]
-    layers = []
-    for r in rows[:pictures]:
-        with Image.open(data / "images" / r["image"]) as im:
-            layers.append(Layers.of_picture(np.asarray(im.convert("RGB")), DEV_PX_MM))
+def rule_on_development_pictures(samples: list[Sample], pictures: int = 8) -> None:
+    layers = [Layers.of_picture(s.image, DEV_PX_MM) for s in samples if s.mos >= CLEAN_MOS][:pictures]
     print(f"\nThe recipe's CT low dose on {len(layers)} best-rated development pictures:\n")
     print("| strength | added noise (label rule's measure) | label | picture noise |")
     print("|---|---|---|---|")
@@ -137,7 +124,8 @@ def main() -> None:
     print("Development pictures, quality 100, fewest impulse pixels (radiologists' mean score by noise strength):\n")
     print("| noise strength | picture noise (median) | pictures | mean score |")
     print("|---|---|---|---|")
-    for i, (sigma, mos, n) in enumerate(development_noise_levels(args.data)):
+    samples = load_labelled_folder(args.data / "images", args.data / "labels.csv")
+    for i, (sigma, mos, n) in enumerate(development_noise_levels(samples)):
         print(f"| {i + 1} | {sigma:.2f} | {n} | {mos:.2f} |")
 
     print("\n| study | shown as | picture noise, median (10th-90th pct) | CT soft-tissue SD per pixel (HU) | CT pixel (mm) |")
@@ -152,7 +140,7 @@ def main() -> None:
     if args.sample:
         sample_study_noise()
     if args.rule:
-        rule_on_development_pictures(args.data)
+        rule_on_development_pictures(samples)
 
 
 if __name__ == "__main__":

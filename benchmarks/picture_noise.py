@@ -101,7 +101,8 @@ def sample_study_noise() -> None:
 
 
 def rule_on_development_pictures(samples: list[Sample], pictures: int = 8) -> None:
-    layers = [Layers.of_picture(s.image, DEV_PX_MM) for s in samples if s.mos >= CLEAN_MOS][:pictures]
+    best = [s for s in samples if s.mos >= CLEAN_MOS][:pictures]
+    layers = [Layers.of_picture(s.image, DEV_PX_MM) for s in best]
     print(f"\nThe recipe's CT low dose on {len(layers)} best-rated development pictures:\n")
     print("| strength | added noise (label rule's measure) | label | picture noise |")
     print("|---|---|---|---|")

@@ -10,6 +10,14 @@ not part of the repository: public TCIA-derived test data (CC BY 3.0) serve, e.g
 of QIN-HEADNECK-01-0139 and of Soft-tissue-Sarcoma STS_001, and the chest CTs of
 NSCLC-Radiomics LUNG1-001 and LIDC-IDRI-0314, as the test suites of public radiomics
 libraries carry them.
+
+    python benchmarks/clinical.py --studies IBSI_VALIDATION [--select odd]
+
+``--studies`` takes a folder laid out as the IBSI validation set (github.com/theibsi/data_sets,
+folder ibsi_validation: Soft-tissue-Sarcoma STS_004..STS_051 FDG PET/CT, CC BY 3.0, each patient a
+``<ID>_PET`` and a ``<ID>_CT`` DICOM folder) and assesses every patient's PET alone, CT alone and
+pair; ``--select even`` / ``odd`` keeps the patients whose number is even / odd (a split that looks
+at nothing but the number). The totals per kind close the output.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -28,16 +37,50 @@ from msiqa.assess import Scorer, assess  # noqa: E402
 from msiqa.weights import load_model  # noqa: E402
 
 
+def studies_in(folder: Path, select: str = "all") -> list[tuple[Path, Path]]:
+    """(CT, PET) folders of every patient under ``folder`` that has both, by patient number."""
+    found = []
+    for pet in sorted(Path(folder).glob("*_PET")):
+        ct = pet.with_name(pet.name[: -len("_PET")] + "_CT")
+        number = re.search(r"(\d+)$", ct.name[: -len("_CT")])
+        if not ct.is_dir() or not pet.is_dir() or number is None:
+            continue
+        if select == "all" or (int(number.group(1)) % 2 == 0) == (select == "even"):
+            found.append((ct, pet))
+    if not found:
+        raise SystemExit(f"--studies {folder}: no <ID>_CT / <ID>_PET folder pairs found (select {select}).")
+    return found
+
+
+def totals(rows: list[dict], limit: float = 10.0) -> list[str]:
+    """Per kind: volumes, slices flagged, and the volumes over ``limit`` % flagged."""
+    lines = []
+    for kind in dict.fromkeys(r["kind"] for r in rows):
+        mine = [r for r in rows if r["kind"] == kind]
+        over = [r for r in mine if r["flagged_pct"] > limit]
+        lines.append(f"{kind}: {len(mine)} volumes, {sum(r['flagged'] for r in mine)} of "
+                     f"{sum(r['slices'] for r in mine)} slices flagged; over {limit:g} %: {len(over)}"
+                     + (f" ({', '.join(Path(r['input'].split(' + ')[-1]).name for r in over)})" if over else ""))
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pet", nargs="*", default=[], help="PET volumes (file or DICOM folder), each assessed alone")
     ap.add_argument("--ct", nargs="*", default=[], help="CT volumes, each assessed alone")
     ap.add_argument("--pair", nargs=2, action="append", default=[], metavar=("CT", "PET"))
+    ap.add_argument("--studies", type=Path, help="a folder of <ID>_CT / <ID>_PET pairs: each PET alone, CT alone, pair")
+    ap.add_argument("--select", choices=("all", "even", "odd"), default="all", help="patients of --studies by number")
     ap.add_argument("--model", default=None)
     ap.add_argument("--threshold", type=float, default=2.0)
     ap.add_argument("--json")
     args = ap.parse_args()
 
+    if args.studies:
+        for ct, pet in studies_in(args.studies, args.select):
+            args.pet.append(str(pet))
+            args.ct.append(str(ct))
+            args.pair.append([str(ct), str(pet)])
     scorer = Scorer(load_model(args.model), "auto")
     runs = [("PET alone", {"pet": p}) for p in args.pet] + [("CT alone", {"ct": c}) for c in args.ct]
     runs += [("PET/CT", {"ct": c, "pet": p}) for c, p in args.pair]
@@ -64,6 +107,7 @@ def main() -> None:
         print(f"{kind:>9} {row['input']}: {row['flagged']}/{row['slices']} flagged ({row['flagged_pct']:.1f} %), "
               f"mean {row['mean']:.2f}, p10 {row['p10']:.2f}, causes {row['flagged_causes']}; "
               f"passed but named a fault {row['passed_named_fault']} {row['passed_causes']}", flush=True)
+    print("\n".join(totals(rows)))
     if args.json:
         Path(args.json).write_text(json.dumps({"model": scorer.model.summary, "runs": rows}, indent=2))
 

@@ -13,7 +13,8 @@ from PIL import Image
 
 from msiqa.causes import CAUSES
 from msiqa.training import refit_slices
-from msiqa.training.refit import fit_cause_head, fit_score_layer, fit_weight_head, pick_ridge
+from msiqa.training.labels import NAMED_FROM
+from msiqa.training.refit import _at_most_label, fit_cause_head, fit_score_layer, fit_weight_head, pick_ridge
 from msiqa.training.refit_slices import RefitConfig
 from msiqa.weights import load_model
 
@@ -105,6 +106,29 @@ def test_the_score_layer_learns_the_labels_and_holds_the_anchored_slices():
     scenes = np.repeat(np.arange(6), 10)
     ridge, found = pick_ridge(cells, mos, scenes, held, held_scores, a0, [0.01, 1e4], 1.0)
     assert ridge == 0.01 and found[0.01] > found[1e4]  # a huge ridge keeps the old layer, which ranks worse
+
+
+def test_scanner_made_faults_are_held_at_most_at_their_clean_versions_score_less_their_drop():
+    held = np.array([3.0, 2.9, 2.0, 1.0, 3.4, 3.3, 2.5])
+    # A group of a clean version and three faulted ones at slices 1-4, a lone clean slice (6) in no group.
+    out = _at_most_label(held, [(1, np.array([0.0, 0.5, 0.2, 1.0]))])
+    assert out.tolist() == pytest.approx([3.0, 2.9, 2.0, 1.0, 1.9, 3.3, 2.5])
+    # never raised: a version the network already scores lower than its label keeps its score
+    assert np.all(out <= held)
+    assert held.tolist() == [3.0, 2.9, 2.0, 1.0, 3.4, 3.3, 2.5]  # the network's scores are not touched
+
+
+def test_scanner_made_groups_carry_the_label_drop_they_are_named_by():
+    from msiqa.training.train import TrainConfig
+
+    recipe = TrainConfig(phantom_anatomies=[1], phantom_noise_seeds=[1], physical_anatomies=[1])
+    config = RefitConfig(trials_per_patient=0, physical_noise_seeds=[7], physical_slices=1)
+    groups = [b for b in refit_slices.training_slices(recipe, config, None, log=lambda m: None) if b.drops is not None]
+    assert groups and all(b.source.startswith("scanner-made") for b in groups)
+    for b in groups:
+        assert len(b.drops) == len(b.causes) == len(b.pictures) and b.drops[0] == 0.0 and b.causes[0] == "none"
+        assert all((d >= NAMED_FROM) == (c != "none") for d, c in zip(b.drops[1:], b.causes[1:]))
+        assert b.drops[1:] == sorted(b.drops[1:])  # five severities, mildest first
 
 
 def test_the_weight_head_learns_to_peak_on_the_faulted_cells_and_holds_the_other_maps():

@@ -192,6 +192,16 @@ def pick_ridge(cells: np.ndarray, mos: np.ndarray, scenes: np.ndarray, held: np.
     return max(found, key=found.get), found
 
 
+def _at_most_label(held_scores: np.ndarray, groups: Sequence[tuple[int, np.ndarray]]) -> np.ndarray:
+    """Each group's faulted versions held no higher than the group's clean version (its first) less
+    the label rule's drop; clean versions and every other slice stay where the network put them."""
+    out = held_scores.copy()
+    for start, drops in groups:
+        span = slice(start, start + len(drops))
+        out[span] = np.minimum(out[span], out[start] - drops)
+    return out
+
+
 def _fault_cells(region: tuple[slice, slice], h: int, w: int) -> torch.Tensor:
     """The grid cells whose centres lie in a pixel region: where the map's highest cell should be."""
     ys, xs = region
@@ -220,10 +230,12 @@ def refit(net: MSIQANet | MSIQAEnsemble, samples: Sequence | None, recipe: Train
         raise InputError("refit: no labelled pictures were given for the score layer.")
     net.eval()
     k = len(members)
-    grids, causes = [[] for _ in members], []
+    grids, causes, groups = [[] for _ in members], [], []
     for batch in training_slices(recipe, config, clinical_root, log) if slices is None else slices:
         for g, m in zip(grids, members):
             g.append(_fused(m, batch.pictures))
+        if batch.drops is not None:
+            groups.append((len(causes), np.asarray(batch.drops, dtype=np.float64)))
         causes.extend(batch.causes)
     labelled_grids = [[_fused(m, s.image[None]) for s in samples or []] for m in members]
     pooled = [[_pool(m, f) for f in g] for m, g in zip(members, grids)]
@@ -232,6 +244,8 @@ def refit(net: MSIQANet | MSIQAEnsemble, samples: Sequence | None, recipe: Train
     # What the trained network scores the training slices: the score layer holds them there.
     held_scores = np.mean([np.concatenate([p[1] for p in mp]).astype(np.float64) @ a0 + float(last.bias.detach())
                            for mp, a0, last in zip(pooled, a0s, lasts)], axis=0)
+    if config.score_fault_drops:
+        held_scores = _at_most_label(held_scores, groups)
     fitted = {**asdict(config), "unseen_left_out": list(UNSEEN), "weight": None}
     if weight_head:
         faults = list(local_faults(recipe, config, samples))

@@ -44,6 +44,10 @@ class RefitConfig:
     # layer refitted"); the ridge towards the trained layer is picked among these by leaving one
     # labelled scene out at a time.
     score_anchor_weight: float = 10.0
+    # True: a scanner-made faulted slice is held no higher than its clean version's score less the
+    # label rule's drop for the fault (the same anchors the sample study is graded by), so the layer
+    # may learn to score those faults lower than the trained network did, never higher.
+    score_fault_drops: bool = False
     score_ridges: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0])
     # Weight head (msiqa refit --weight-head): local faults in squares of these sizes, on each labelled
     # scene's best picture (every family, this many each) and on the recipe's simulated patients
@@ -65,6 +69,8 @@ class Batch:
     pictures: np.ndarray  # (B, H, W, 3) uint8, one size
     causes: list[str]
     source: str
+    # Scanner-made groups: the label rule's drop of each version from the first (clean) one.
+    drops: list[float] | None = None
 
 
 @dataclass
@@ -106,7 +112,7 @@ def training_slices(recipe: TrainConfig, config: RefitConfig, clinical_root: str
                 voxel = random_pet_voxel_mm(rng) if mode == "pet" else None
                 versions = [(g.clean, "none")] + [(f.slice, f.cause if f.drop >= NAMED_FROM else "none") for f in g.faulted]
                 yield Batch(np.stack([render_layers(v.layers(mode, voxel)) for v, _ in versions]),
-                            [n for _, n in versions], f"scanner-made {g.family}")
+                            [n for _, n in versions], f"scanner-made {g.family}", [0.0] + [f.drop for f in g.faulted])
         log(f"refit: scanner-made faults, noise {noise}")
     for volume in volumes:
         for s in clinical_slices(**{role: Path(clinical_root) / rel for role, rel in volume.items()},

@@ -223,3 +223,17 @@ def test_a_recipe_with_real_studies_and_no_folder_for_them_names_its_key_and_the
                       clinical_scenes=1, steps=1, tail_steps=1, tail_lr=1e-4, tail_clinical_volumes=[{"ct": "ct"}])
     with pytest.raises(InputError, match=r"\(tail_clinical_volumes\): give the folder .* \(--clinical-root\)"):
         train(samples, cfg, progress=False, log=lambda m: None)
+
+
+def test_a_pooled_clinical_entry_is_one_study_of_all_its_volumes():
+    """A role holding a list (many short crops) is drawn as one study, its slices those of every volume."""
+    from msiqa.training.phantom_bank import clinical_study
+
+    study = load_sample_study()
+    root, name = study.pet_path.parent, study.pet_path.name
+    one = clinical_study({"pet": name}, root, every=20)
+    pooled = clinical_study({"pet": [name, name]}, root, every=20)
+    assert len(one) == len(clinical_slices(pet=study.pet_path, every=20)) and len(pooled) == 2 * len(one)
+    assert all(np.array_equal(a.pet_native, b.pet_native) for a, b in zip(pooled, one + one))
+    with pytest.raises(ValueError, match="one role with a list"):
+        clinical_study({"pet": [name], "ct": study.ct_path.name}, root)

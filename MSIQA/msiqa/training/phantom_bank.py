@@ -174,6 +174,18 @@ def _image(a: np.ndarray, spacing, origin) -> sitk.Image:
     return img
 
 
+def clinical_study(volume: dict[str, str | list[str]], root: str | Path, every: int = 1) -> list[PhantomSlice]:
+    """The clean slices of one entry of a recipe's ``clinical_volumes`` (paths relative to ``root``).
+    An entry whose role holds a list (``{"pet": [a, b, ...]}``) pools those volumes into one study, so
+    that a set of short crops is drawn as often as one whole-body study, not once per crop."""
+    if any(isinstance(v, list) for v in volume.values()):
+        if len(volume) != 1:
+            raise ValueError(f"a pooled clinical entry holds one role with a list of volumes, not {volume}")
+        (role, paths), = volume.items()
+        return [s for p in paths for s in clinical_slices(**{role: Path(root) / p}, every=every)]
+    return clinical_slices(**{role: Path(root) / rel for role, rel in volume.items()}, every=every)
+
+
 def clinical_slices(ct: str | Path | None = None, pet: str | Path | None = None, every: int = 1) -> list[PhantomSlice]:
     """Every ``every``-th slice of a real study of diagnostic quality, read and scaled exactly as
     ``assess`` reads it (so a PET without SUV tags gets the same pseudo-SUV): the normal noise

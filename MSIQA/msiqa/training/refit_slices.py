@@ -18,7 +18,7 @@ from .datasets import best_of_each_scene
 from .labels import NAMED_FROM
 from .layer_faults import Layers
 from .named_faults import body_region, causes_for, fault_picture
-from .phantom_bank import MODES, clinical_slices, random_pet_voxel_mm, render_layers, simulate_slices
+from .phantom_bank import MODES, clinical_study, random_pet_voxel_mm, render_layers, simulate_slices
 from .physical_faults import SHOWN_IN, build_bank
 from .train import DEV_PX_MM, TrainConfig
 
@@ -84,7 +84,7 @@ def training_slices(recipe: TrainConfig, config: RefitConfig, clinical_root: str
     volumes = recipe.clinical_volumes if recipe.clinical_scenes else []
     if volumes and clinical_root is None:
         raise InputError("refit: the recipe shows real clinical volumes as clean; give --clinical-root, the folder "
-                         f"they are relative to ({', '.join(p for v in volumes for p in v.values())}).")
+                         f"they are relative to ({', '.join(str(p) for v in volumes for p in v.values())}).")
     rng = np.random.default_rng(config.seed)
     for anatomy in recipe.phantom_anatomies:
         for noise in recipe.phantom_noise_seeds:
@@ -115,11 +115,10 @@ def training_slices(recipe: TrainConfig, config: RefitConfig, clinical_root: str
                             [n for _, n in versions], f"scanner-made {g.family}", [0.0] + [f.drop for f in g.faulted])
         log(f"refit: scanner-made faults, noise {noise}")
     for volume in volumes:
-        for s in clinical_slices(**{role: Path(clinical_root) / rel for role, rel in volume.items()},
-                                 every=config.clinical_every):
+        for s in clinical_study(volume, clinical_root, config.clinical_every):
             for m in s.modes:  # a PET alone has its own picture size
                 yield Batch(render_layers(s.layers(m))[None], ["none"], "clinical clean")
-        log(f"refit: clinical {', '.join(volume.values())}")
+        log(f"refit: clinical {', '.join(map(str, volume.values()))}")
 
 
 def pointing_pictures(samples, config: RefitConfig) -> Iterator[np.ndarray]:

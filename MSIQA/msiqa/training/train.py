@@ -31,7 +31,7 @@ from .degrade import CAUSE_OF, FAMILIES, degrade
 from .handcrafted import Calibration, features
 from .labels import ANCHORS, CLEAN_MOS, NAMED_FROM, faulted_score
 from .layer_faults import Layers, applicable, apply_fault
-from .phantom_bank import add_change, clinical_slices, random_pet_voxel_mm, render_layers, simulate_slices, vary
+from .phantom_bank import add_change, clinical_study, random_pet_voxel_mm, render_layers, simulate_slices, vary
 from .physical_faults import SHOWN_IN, PhysicalGroup, build_bank
 
 # Families whose effect the hand-made features measure on the real grid: their synthetic
@@ -75,7 +75,7 @@ class TrainConfig:
     # batch, and the volumes ({"ct": path} and/or {"pet": path}, relative to the clinical root
     # given to ``train``), every ``clinical_every``-th slice.
     clinical_scenes: int = 0
-    clinical_volumes: list[dict[str, str]] = field(default_factory=list)
+    clinical_volumes: list[dict[str, str | list[str]]] = field(default_factory=list)
     clinical_every: int = 1
     # Clinical faults as the simulator's scanners make them (``physical_faults``): groups per
     # batch, the simulated patients (never the sample study's) and the slices per family.
@@ -643,8 +643,7 @@ def train(
                              "they are in (--clinical-root); the model card names their public source.")
         for volumes, bank in ((config.clinical_volumes, clinical), (config.tail_clinical_volumes, tail_clinical)):
             for volume in volumes:
-                paths = {role: Path(clinical_root) / rel for role, rel in volume.items()}
-                bank.append(clinical_slices(**paths, every=config.clinical_every))
+                bank.append(clinical_study(volume, clinical_root, config.clinical_every))
         log(f"{sum(map(len, clinical))} clean clinical slices from {len(clinical)} studies"
             + (f", {sum(map(len, tail_clinical))} more from {len(tail_clinical)} in the tail" if tail_clinical else ""))
     physical = []

@@ -36,6 +36,6 @@ def test_totals_count_volumes_over_the_limit_per_kind(clinical):
             {"kind": "PET/CT", "input": "/d/STS_004_CT + /d/STS_004_PET", "slices": 10, "flagged": 0,
              "flagged_pct": 0.0}]
     assert clinical.totals(rows) == [
-        "PET alone: 2 volumes, 4 of 30 slices flagged; over 10 %: 1 (STS_004_PET)",
+        "PET alone: 2 volumes, 4 of 30 slices flagged; over 10 %: 1 (/d/STS_004_PET)",
         "PET/CT: 1 volumes, 0 of 10 slices flagged; over 10 %: 0",
     ]

@@ -60,7 +60,7 @@ def totals(rows: list[dict], limit: float = 10.0) -> list[str]:
         over = [r for r in mine if r["flagged_pct"] > limit]
         lines.append(f"{kind}: {len(mine)} volumes, {sum(r['flagged'] for r in mine)} of "
                      f"{sum(r['slices'] for r in mine)} slices flagged; over {limit:g} %: {len(over)}"
-                     + (f" ({', '.join(Path(r['input'].split(' + ')[-1]).name for r in over)})" if over else ""))
+                     + (f" ({', '.join(r['input'] for r in over)})" if over else ""))
     return lines
 
 

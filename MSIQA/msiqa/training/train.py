@@ -73,7 +73,8 @@ class TrainConfig:
     phantom_anatomies: list[int | None] = field(default_factory=lambda: [None])
     # Real studies of diagnostic quality (clean, their own display mode, then faulted): scenes per
     # batch, and the volumes ({"ct": path} and/or {"pet": path}, relative to the clinical root
-    # given to ``train``), every ``clinical_every``-th slice.
+    # given to ``train``), every ``clinical_every``-th slice. A role holding a list pools those volumes
+    # into one study (``phantom_bank.clinical_study``): many short crops drawn as often as one study.
     clinical_scenes: int = 0
     clinical_volumes: list[dict[str, str | list[str]]] = field(default_factory=list)
     clinical_every: int = 1

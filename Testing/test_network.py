@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from msiqa.causes import CAUSES
 from msiqa.models import AGCA, GRID_STRIDE, create_model, preset
@@ -101,3 +102,34 @@ def test_cause_head_reads_the_attention_pooled_features():
     net = create_model("compact").train()
     net(torch.rand(2, 3, 64, 64)).cause.sum().backward()
     assert net.weight[0].weight.grad.abs().sum() > 0
+
+
+
+def test_score_and_cause_are_divided_by_one_sum_of_the_weights():
+    """The bundled network was trained with the score and the cause head's input divided by one sum
+    of the weight map. Two sums give the same values but other gradient rounding, and from there the
+    bundled training command writes another network: the gradients must match that graph bit for bit."""
+    torch.manual_seed(0)
+    net = create_model("compact", branches="cnn").train()
+    x, target = torch.rand(4, 3, 128, 128), torch.tensor([0.5, 1.5, 2.5, 3.5])
+
+    def grads(forward):
+        net.zero_grad()
+        torch.manual_seed(1)  # the same dropout draws in both passes
+        score, cause = forward()
+        ((score - target).square().sum() + F.cross_entropy(cause, torch.arange(4))).backward()
+        return {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+
+    def one_sum():
+        f = net.fused(x)
+        s, w = net.score(f), net.weight(f)
+        total = w.sum(dim=(1, 2, 3)).clamp_min(1e-6)
+        return onto_scale((s * w).sum(dim=(1, 2, 3)) / total), net.cause((f * w).sum(dim=(2, 3)) / total[:, None])
+
+    def network():
+        out = net(x)
+        return out.score, out.cause
+
+    expected, got = grads(one_sum), grads(network)
+    assert expected.keys() == got.keys()
+    assert [n for n in expected if not torch.equal(expected[n], got[n])] == []

@@ -191,10 +191,15 @@ class MSIQANet(nn.Module):
         return f.mean(dim=(2, 3), keepdim=True) if self.config.head == "pooled" else f
 
     @staticmethod
-    def _weighted_mean(f: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def _weighted_mean(f: torch.Tensor, w: torch.Tensor, total: torch.Tensor | None = None) -> torch.Tensor:
         """The features pooled with the attention weights: what the cause head reads, so that the
-        fault the network names is the one where it looked."""
-        return (f * w).sum(dim=(2, 3)) / w.sum(dim=(1, 2, 3)).clamp_min(1e-6)[:, None]
+        fault the network names is the one where it looked. ``forward`` passes the weights' sum it
+        already divides the score by: one sum node, not two, keeps the backward pass's gradient
+        sums in the order model 8's network was trained with (two nodes give the same values but
+        another rounding, and from there another network)."""
+        if total is None:
+            total = w.sum(dim=(1, 2, 3)).clamp_min(1e-6)
+        return (f * w).sum(dim=(2, 3)) / total[:, None]
 
     def pooled_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """What the two last layers read, pooled with the attention weights: the fused features
@@ -220,7 +225,7 @@ class MSIQANet(nn.Module):
             w = w.detach()
         total = w.sum(dim=(1, 2, 3)).clamp_min(1e-6)
         score = onto_scale((s * w).sum(dim=(1, 2, 3)) / total)
-        cause = None if self.cause is None else self.cause(self._weighted_mean(f, w))
+        cause = None if self.cause is None else self.cause(self._weighted_mean(f, w, total))
         if self.config.head == "pooled":
             w, s = w.expand(-1, -1, *grid), s.expand(-1, -1, *grid)
         return Output(score, w, s, cause)

@@ -220,6 +220,7 @@ def test_refit_command_changes_the_cause_head_and_nothing_else(small_recipe_mode
     r = new.card["refit"]
     assert r["network"]["sha256"] == source.card["sha256"]
     assert r["command"] == "msiqa refit net.safetensors --out refit.safetensors"
+    assert r["environment"]["torch"] == torch.__version__ and r["environment"]["cpu_threads"] == torch.get_num_threads()
     assert r["score"] is None and r["weight"] is None
     assert r["trials_per_patient"] == 12 and r["unseen_left_out"] == ["misregistration", "pet_respiratory_motion"]
     assert "misregistration" not in r["cause_examples"] and r["cause_examples"]["none"] > 0

@@ -371,7 +371,14 @@ def test_train_command_writes_weights_and_a_card_that_describe_the_recipe(datase
     assert model.net.swin is None and model.card["config"]["branches"] == "cnn"
     assert "Swin branch left out" in model.card["architecture"]
     assert model.card["train_config"] == json.loads(json.dumps(TrainConfig.load(tmp_path / "recipe.json").to_dict()))
-    assert model.card["environment"] == {"torch": torch.__version__, "cpu_threads": torch.get_num_threads()}
+    import PIL
+    import scipy
+    import SimpleITK as sitk
+    import timm
+    env = model.card["environment"]
+    assert (env["torch"], env["cpu_threads"]) == (torch.__version__, torch.get_num_threads())
+    assert (env["numpy"], env["scipy"], env["PIL"], env["SimpleITK"], env["timm"]) == (
+        np.__version__, scipy.__version__, PIL.__version__, sitk.__version__, timm.__version__)
 
 
 TINY_RECIPE = {"overrides": {"branches": "cnn"}, "steps": 2, "batch_scenes": 2, "per_scene": 2, "crop": 64, "warmup": 1}

@@ -25,6 +25,25 @@ def architecture(config) -> str:
     )
 
 
+def environment() -> dict:
+    """What decides a trained or refitted file besides its recipe and seed: the CPU thread count and the
+    libraries whose arithmetic makes the batches and the network (Pillow's codecs, scipy's filters,
+    SimpleITK's resampling, numpy's draws). A file repeats bit for bit only where all of these match
+    (benchmarks/RESULTS.md, "The bundled training command, run again")."""
+    import platform
+
+    import numpy
+    import PIL
+    import scipy
+    import SimpleITK
+    import timm
+    import torch
+
+    return {"python": platform.python_version(),
+            **{m.__name__: m.__version__ for m in (torch, numpy, scipy, PIL, SimpleITK, timm)},
+            "cpu_threads": torch.get_num_threads()}
+
+
 DATA_LICENCE = (
     "Trained on the PET-CT-IQA-DS development images and radiologist scores released with Li et al., "
     "MICCAI 2025 (arXiv 2506.20200); no licence is stated for them: the images are not distributed, "
@@ -127,8 +146,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import torch
-
     from .. import __version__
     from ..weights import WEIGHTS_DIR, save_model
     from .datasets import load_dataset
@@ -169,9 +186,7 @@ def _train(args: argparse.Namespace) -> int:
             if config.physical_scenes else None,
         },
         "train_config": config.to_dict(),
-        # What else decides the file: the same recipe and seed repeat it bit for bit at one thread count,
-        # not across them (benchmarks/RESULTS.md, "A second pair").
-        "environment": {"torch": torch.__version__, "cpu_threads": torch.get_num_threads()},
+        "environment": environment(),
         "command": (f"msiqa train {args.images} {args.labels or ''} --config {config_path.name} --out {out.name}"
                     + (f" --seed {args.seed}" if args.seed is not None else "")
                     + (f" --clinical-root {args.clinical_root}" if args.clinical_root else "")).replace("  ", " "),
@@ -220,7 +235,8 @@ def _refit(args: argparse.Namespace) -> int:
                + (f" --score-layer {' '.join(labelled)}" if labelled else "")
                + (f" --clinical-root {args.clinical_root}" if args.clinical_root else ""))
     network = {"file": source.name, "sha256": model.card["sha256"]}
-    card = {**card_of_source(model.card), "refit": {**fitted, "network": network, "command": command}}
+    card = {**card_of_source(model.card),
+            "refit": {**fitted, "network": network, "command": command, "environment": environment()}}
     card = save_model(model.net, out, card)
     print(f"wrote {out} (sha256 {card['sha256'][:16]}...) and {card_path(out).name}")
     return 0

@@ -29,7 +29,7 @@ def environment() -> dict:
     """What decides a trained or refitted file besides its recipe and seed: the CPU thread count and the
     libraries whose arithmetic makes the batches and the network (Pillow's codecs, scipy's filters,
     SimpleITK's resampling, numpy's draws). A file repeats bit for bit only where all of these match
-    (benchmarks/RESULTS.md, "The bundled training command, run again")."""
+    (benchmarks/RESULTS.md, "The bundled training command: the code now repeats model 8's")."""
     import platform
 
     import numpy

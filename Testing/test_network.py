@@ -104,7 +104,6 @@ def test_cause_head_reads_the_attention_pooled_features():
     assert net.weight[0].weight.grad.abs().sum() > 0
 
 
-
 def test_score_and_cause_are_divided_by_one_sum_of_the_weights():
     """The bundled network was trained with the score and the cause head's input divided by one sum
     of the weight map. Two sums give the same values but other gradient rounding, and from there the

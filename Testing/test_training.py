@@ -4,7 +4,11 @@ import json
 from dataclasses import replace
 
 import numpy as np
+import PIL
 import pytest
+import scipy
+import SimpleITK as sitk
+import timm
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -371,10 +375,6 @@ def test_train_command_writes_weights_and_a_card_that_describe_the_recipe(datase
     assert model.net.swin is None and model.card["config"]["branches"] == "cnn"
     assert "Swin branch left out" in model.card["architecture"]
     assert model.card["train_config"] == json.loads(json.dumps(TrainConfig.load(tmp_path / "recipe.json").to_dict()))
-    import PIL
-    import scipy
-    import SimpleITK as sitk
-    import timm
     env = model.card["environment"]
     assert (env["torch"], env["cpu_threads"]) == (torch.__version__, torch.get_num_threads())
     assert (env["numpy"], env["scipy"], env["PIL"], env["SimpleITK"], env["timm"]) == (

@@ -237,3 +237,8 @@ def test_a_pooled_clinical_entry_is_one_study_of_all_its_volumes():
     assert all(np.array_equal(a.pet_native, b.pet_native) for a, b in zip(pooled, one + one))
     with pytest.raises(ValueError, match="one role with a list"):
         clinical_study({"pet": [name], "ct": study.ct_path.name}, root)
+
+
+def test_a_recipe_that_pools_volumes_beside_another_role_is_refused_when_read():
+    with pytest.raises(ValueError, match="one role with a list"):
+        TrainConfig(clinical_scenes=1, clinical_volumes=[{"pet": ["a", "b"], "ct": "c"}])

@@ -174,13 +174,18 @@ def _image(a: np.ndarray, spacing, origin) -> sitk.Image:
     return img
 
 
+def check_clinical_entry(volume: dict[str, str | list[str]]) -> None:
+    """Refuses an entry of a recipe's clinical volumes that pools volumes beside another role."""
+    if any(isinstance(v, list) for v in volume.values()) and len(volume) != 1:
+        raise ValueError(f"a pooled clinical entry holds one role with a list of volumes, not {volume}")
+
+
 def clinical_study(volume: dict[str, str | list[str]], root: str | Path, every: int = 1) -> list[PhantomSlice]:
     """The clean slices of one entry of a recipe's ``clinical_volumes`` (paths relative to ``root``).
     An entry whose role holds a list (``{"pet": [a, b, ...]}``) pools those volumes into one study, so
     that a set of short crops is drawn as often as one whole-body study, not once per crop."""
+    check_clinical_entry(volume)
     if any(isinstance(v, list) for v in volume.values()):
-        if len(volume) != 1:
-            raise ValueError(f"a pooled clinical entry holds one role with a list of volumes, not {volume}")
         (role, paths), = volume.items()
         return [s for p in paths for s in clinical_slices(**{role: Path(root) / p}, every=every)]
     return clinical_slices(**{role: Path(root) / rel for role, rel in volume.items()}, every=every)

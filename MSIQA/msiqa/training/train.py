@@ -31,7 +31,8 @@ from .degrade import CAUSE_OF, FAMILIES, degrade
 from .handcrafted import Calibration, features
 from .labels import ANCHORS, CLEAN_MOS, NAMED_FROM, faulted_score
 from .layer_faults import Layers, applicable, apply_fault
-from .phantom_bank import add_change, clinical_study, random_pet_voxel_mm, render_layers, simulate_slices, vary
+from .phantom_bank import (add_change, check_clinical_entry, clinical_study, random_pet_voxel_mm, render_layers,
+                           simulate_slices, vary)
 from .physical_faults import SHOWN_IN, PhysicalGroup, build_bank
 
 # Families whose effect the hand-made features measure on the real grid: their synthetic
@@ -151,6 +152,8 @@ class TrainConfig:
         if self.tail_clinical_volumes and not (self.tail_steps and self.clinical_scenes > 0):
             raise ValueError("tail_clinical_volumes adds real studies to the tail's clean clinical groups: it "
                              "needs tail_steps and clinical_scenes > 0")
+        for volume in (*self.clinical_volumes, *self.tail_clinical_volumes):
+            check_clinical_entry(volume)  # now, not after the data have loaded
         if self.anchor_weight and not self.tail_steps:
             raise ValueError("anchor_weight holds the map of the network a tail starts from: it needs tail_steps")
         if self.attention_loss not in REGION_LOSSES:

@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import PIL
@@ -379,6 +380,28 @@ def test_train_command_writes_weights_and_a_card_that_describe_the_recipe(datase
     assert (env["torch"], env["cpu_threads"]) == (torch.__version__, torch.get_num_threads())
     assert (env["numpy"], env["scipy"], env["PIL"], env["SimpleITK"], env["timm"]) == (
         np.__version__, scipy.__version__, PIL.__version__, sitk.__version__, timm.__version__)
+
+
+
+def test_the_training_constraints_pin_each_library_a_card_records_within_the_requirements():
+    """training-constraints.txt (the README's environment for repeating a bundled network) pins
+    exactly the libraries ``environment()`` writes into every card, each at a version the engine's
+    requirements allow: a library added to one list and not the other would leave a card naming a
+    version nobody pinned."""
+    import importlib.metadata
+
+    from msiqa import dependencies
+    from msiqa.training.commands import environment
+
+    root = Path(__file__).resolve().parents[1]
+    lines = [line.strip() for line in (root / "training-constraints.txt").read_text().splitlines()]
+    pins = dict(line.split("==") for line in lines if line and not line.startswith("#"))
+    pins = {name.lower(): version for name, version in pins.items()}
+    distribution = importlib.metadata.packages_distributions()
+    recorded = {distribution[module][0].lower() for module in set(environment()) - {"python", "cpu_threads"}}
+    assert set(pins) == recorded
+    minimum = {r.name.lower(): r.minimum for r in dependencies.REQUIREMENTS}
+    assert all(dependencies.is_satisfied(version, minimum[name]) for name, version in pins.items())
 
 
 TINY_RECIPE = {"overrides": {"branches": "cnn"}, "steps": 2, "batch_scenes": 2, "per_scene": 2, "crop": 64, "warmup": 1}

@@ -382,7 +382,6 @@ def test_train_command_writes_weights_and_a_card_that_describe_the_recipe(datase
         np.__version__, scipy.__version__, PIL.__version__, sitk.__version__, timm.__version__)
 
 
-
 def test_the_training_constraints_pin_each_library_a_card_records_within_the_requirements():
     """training-constraints.txt (the README's environment for repeating a bundled network) pins
     exactly the libraries ``environment()`` writes into every card, each at a version the engine's

@@ -24,6 +24,23 @@ def test_studies_pairs_each_patients_ct_and_pet_and_splits_by_number(clinical, t
     assert [c.name for c, _ in clinical.studies_in(tmp_path, "odd")] == ["STS_005_CT"]
 
 
+def test_studies_read_the_ibsi_repositorys_own_layout_and_leave_out_excluded_patients(clinical, tmp_path):
+    # github.com/theibsi/data_sets keeps each patient as dicom/<ID>/<modality>/image (beside a mask).
+    for patient, modalities in {"STS_001": ("CT", "PET", "MR_T1"), "STS_004": ("CT", "PET"),
+                                "STS_005": ("CT", "PET"), "STS_006": ("PET",)}.items():
+        for modality in modalities:
+            (tmp_path / "dicom" / patient / modality / "image").mkdir(parents=True)
+            (tmp_path / "dicom" / patient / modality / "mask").mkdir()
+    pairs = clinical.studies_in(tmp_path)
+    assert [(c.parts[-3:], p.parts[-3:]) for c, p in pairs] == [
+        (("STS_001", "CT", "image"), ("STS_001", "PET", "image")),
+        (("STS_004", "CT", "image"), ("STS_004", "PET", "image")),
+        (("STS_005", "CT", "image"), ("STS_005", "PET", "image"))]
+    assert [c.parts[-3] for c, _ in clinical.studies_in(tmp_path, "odd", ("STS_001",))] == ["STS_005"]
+    with pytest.raises(SystemExit, match="exclude.*STS_004"):
+        clinical.studies_in(tmp_path, "even", ("STS_004",))
+
+
 def test_a_folder_without_pairs_is_refused_with_its_name(clinical, tmp_path):
     make_patients(tmp_path, ["STS_004_CT"])
     with pytest.raises(SystemExit, match=f"{tmp_path}.*no <ID>_CT / <ID>_PET"):

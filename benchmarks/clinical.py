@@ -13,11 +13,15 @@ libraries carry them.
 
     python benchmarks/clinical.py --studies IBSI_VALIDATION [--select odd]
 
-``--studies`` takes a folder laid out as the IBSI validation set (github.com/theibsi/data_sets,
-folder ibsi_validation: Soft-tissue-Sarcoma STS_004..STS_051 FDG PET/CT, CC BY 3.0, each patient a
-``<ID>_PET`` and a ``<ID>_CT`` DICOM folder) and assesses every patient's PET alone, CT alone and
-pair; ``--select even`` / ``odd`` keeps the patients whose number is even / odd (a split that looks
-at nothing but the number). The totals per kind close the output.
+``--studies`` takes a folder of patients in either of two layouts: a flat one, each patient a
+``<ID>_PET`` and a ``<ID>_CT`` DICOM folder, or the IBSI validation set as its repository holds it
+(github.com/theibsi/data_sets, folder ibsi_validation: Soft-tissue-Sarcoma FDG PET/CT, CC BY 3.0,
+``dicom/<ID>/PET/image`` and ``dicom/<ID>/CT/image``). It assesses every patient's PET alone, CT
+alone and pair; ``--select even`` / ``odd`` keeps the patients whose number is even / odd (a split
+that looks at nothing but the number), ``--exclude`` drops patients by ID. The repository also
+holds STS_001-003, the crops MIRP's test data carry (STS_002 is shown in the bundled training):
+``--exclude STS_001 STS_002 STS_003`` leaves the 48 patients (STS_004-051) measured in
+benchmarks/RESULTS.md. The totals per kind close the output.
 """
 
 from __future__ import annotations
@@ -37,18 +41,23 @@ from msiqa.assess import Scorer, assess  # noqa: E402
 from msiqa.weights import load_model  # noqa: E402
 
 
-def studies_in(folder: Path, select: str = "all") -> list[tuple[Path, Path]]:
+def studies_in(folder: Path, select: str = "all", exclude: tuple[str, ...] = ()) -> list[tuple[Path, Path]]:
     """(CT, PET) folders of every patient under ``folder`` that has both, by patient number."""
+    folder = Path(folder)
+    flat = {pet.name[: -len("_PET")]: (pet.with_name(pet.name[: -len("_PET")] + "_CT"), pet)
+            for pet in folder.glob("*_PET")}
+    nested = {patient.name: (patient / "CT" / "image", patient / "PET" / "image")
+              for patient in (folder / "dicom").glob("*") if patient.is_dir()}
     found = []
-    for pet in sorted(Path(folder).glob("*_PET")):
-        ct = pet.with_name(pet.name[: -len("_PET")] + "_CT")
-        number = re.search(r"(\d+)$", ct.name[: -len("_CT")])
-        if not ct.is_dir() or not pet.is_dir() or number is None:
+    for patient, (ct, pet) in sorted({**nested, **flat}.items()):
+        number = re.search(r"(\d+)$", patient)
+        if patient in exclude or not ct.is_dir() or not pet.is_dir() or number is None:
             continue
         if select == "all" or (int(number.group(1)) % 2 == 0) == (select == "even"):
             found.append((ct, pet))
     if not found:
-        raise SystemExit(f"--studies {folder}: no <ID>_CT / <ID>_PET folder pairs found (select {select}).")
+        raise SystemExit(f"--studies {folder}: no <ID>_CT / <ID>_PET folder pairs and no dicom/<ID>/CT|PET/image "
+                         f"folders found (select {select}, exclude {list(exclude) or 'none'}).")
     return found
 
 
@@ -69,15 +78,17 @@ def main() -> None:
     ap.add_argument("--pet", nargs="*", default=[], help="PET volumes (file or DICOM folder), each assessed alone")
     ap.add_argument("--ct", nargs="*", default=[], help="CT volumes, each assessed alone")
     ap.add_argument("--pair", nargs=2, action="append", default=[], metavar=("CT", "PET"))
-    ap.add_argument("--studies", type=Path, help="a folder of <ID>_CT / <ID>_PET pairs: each PET alone, CT alone, pair")
+    ap.add_argument("--studies", type=Path,
+                    help="a folder of <ID>_CT / <ID>_PET pairs, or of dicom/<ID>/CT|PET/image: each PET alone, CT alone, pair")
     ap.add_argument("--select", choices=("all", "even", "odd"), default="all", help="patients of --studies by number")
+    ap.add_argument("--exclude", nargs="*", default=[], metavar="ID", help="patients of --studies left out")
     ap.add_argument("--model", default=None)
     ap.add_argument("--threshold", type=float, default=2.0)
     ap.add_argument("--json")
     args = ap.parse_args()
 
     if args.studies:
-        for ct, pet in studies_in(args.studies, args.select):
+        for ct, pet in studies_in(args.studies, args.select, tuple(args.exclude)):
             args.pet.append(str(pet))
             args.ct.append(str(ct))
             args.pair.append([str(ct), str(pet)])

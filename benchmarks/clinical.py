@@ -44,12 +44,12 @@ from msiqa.weights import load_model  # noqa: E402
 def studies_in(folder: Path, select: str = "all", exclude: tuple[str, ...] = ()) -> list[tuple[Path, Path]]:
     """(CT, PET) folders of every patient under ``folder`` that has both, by patient number."""
     folder = Path(folder)
-    flat = {pet.name[: -len("_PET")]: (pet.with_name(pet.name[: -len("_PET")] + "_CT"), pet)
-            for pet in folder.glob("*_PET")}
-    nested = {patient.name: (patient / "CT" / "image", patient / "PET" / "image")
-              for patient in (folder / "dicom").glob("*") if patient.is_dir()}
+    patients = {p.name: (p / "CT" / "image", p / "PET" / "image") for p in (folder / "dicom").glob("*")}
+    for pet in folder.glob("*_PET"):
+        patient = pet.name.removesuffix("_PET")
+        patients[patient] = (pet.with_name(f"{patient}_CT"), pet)
     found = []
-    for patient, (ct, pet) in sorted({**nested, **flat}.items()):
+    for patient, (ct, pet) in sorted(patients.items()):
         number = re.search(r"(\d+)$", patient)
         if patient in exclude or not ct.is_dir() or not pet.is_dir() or number is None:
             continue

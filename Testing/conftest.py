@@ -2,6 +2,7 @@
 modules (they are scripts, not a package)."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,11 +25,16 @@ def bundled_model():
 def benchmark_script():
     """``benchmark_script("accuracy")``: benchmarks/accuracy.py, imported as a module."""
 
+    folder = str(Path(__file__).resolve().parents[1] / "benchmarks")
+
     def load(name: str):
-        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(name, path)
+        spec = importlib.util.spec_from_file_location(name, Path(folder) / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        sys.path.insert(0, folder)  # as when run as a script: a benchmark imports its sibling modules
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.path.remove(folder)
         return module
 
     return load

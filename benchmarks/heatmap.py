@@ -35,6 +35,9 @@ def sources(args):
     wanted = lambda source: not args.sources or source in args.sources  # noqa: E731
     data = Path(args.data)
     if wanted("development") and not (data / "labels.csv").is_file():
+        if args.scenes or args.sources:  # asked for by name: a table without them would pass for theirs
+            raise SystemExit(f"no development data at {data} (no labels.csv), but --scenes or --sources ask for "
+                             "development pictures: give --data the folder of the development set")
         print(f"no development data at {data}: simulated pictures only")
     elif wanted("development"):
         samples = load_labelled_folder(data / "images", data / "labels.csv")

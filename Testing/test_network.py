@@ -132,3 +132,29 @@ def test_score_and_cause_are_divided_by_one_sum_of_the_weights():
     expected, got = grads(one_sum), grads(network)
     assert expected.keys() == got.keys()
     assert [n for n in expected if not torch.equal(expected[n], got[n])] == []
+
+
+def test_neighbour_contrast_marks_a_cell_that_stands_out_and_not_a_smooth_ramp():
+    from msiqa.models.msiqa_net import NeighbourContrast
+
+    ramp = torch.arange(7.0).view(1, 1, 1, 7).expand(1, 1, 7, 7).clone()  # rises one per column
+    out = NeighbourContrast(3)(ramp)
+    assert out.shape == (1, 2, 7, 7) and torch.equal(out[:, :1], ramp)
+    assert out[0, 1, 1:-1, 1:-1].abs().max() < 1e-6  # inside a linear ramp each cell is its neighbours' mean
+    bump = ramp.clone()
+    bump[0, 0, 3, 3] += 9.0
+    contrast = NeighbourContrast(3)(bump)[0, 1]
+    assert torch.isclose(contrast[3, 3], torch.tensor(8.0))  # 9 less its share of the 3x3 mean
+    assert int(contrast.argmax()) == 3 * 7 + 3
+    for bad in (1, 4):
+        with pytest.raises(ValueError, match="odd neighbourhood"):
+            NeighbourContrast(bad)
+
+
+def test_a_network_with_weight_context_scores_crops_and_lone_pet_sized_slices():
+    net = create_model("compact", weight_context=5).eval()
+    assert net.weight[0].in_channels == 2 * 4 * net.config.fusion_dim
+    with torch.no_grad():
+        for h, w in ((128, 128), (200, 200), (512, 512)):
+            out = net(torch.rand(1, 3, h, w))
+            assert out.weight.shape == (1, 1, h // 32, w // 32) and torch.isfinite(out.score).all()

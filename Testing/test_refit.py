@@ -259,6 +259,22 @@ def test_refit_with_the_weight_head_moves_the_maps_onto_local_faults(small_recip
     assert not np.array_equal(a.maps, b.maps)
 
 
+def test_refit_with_weight_context_widens_the_weight_head_and_the_card_rebuilds_it(small_recipe_model, tmp_path,
+                                                                                  monkeypatch):
+    source = load_model(small_recipe_model)
+    new = _refitted(small_recipe_model, tmp_path, monkeypatch, "--weight-head", "--weight-context", "3")
+    assert new.net.config.weight_context == 3 and new.card["config"]["weight_context"] == 3
+    assert new.card["refit"]["weight_context"] == 3
+    assert new.card["refit"]["command"] == "msiqa refit net.safetensors --out refit.safetensors --weight-head --weight-context 3"
+    trained = source.net.weight[0].weight
+    widened = new.net.weight[0].weight
+    assert widened.shape[1] == 2 * trained.shape[1] and widened[:, trained.shape[1]:].abs().sum() > 0
+    w = new.card["refit"]["weight"]
+    assert w["peak_in_fault_after"] > w["peak_in_fault_before"]
+    a, b = _scored(source, new)
+    assert not np.array_equal(a.maps, b.maps)
+
+
 def test_refit_command_refuses_what_it_cannot_refit_and_writes_nothing(small_recipe_model, bundled_model, tmp_path, capsys):
     from msiqa import cli
 
@@ -269,6 +285,12 @@ def test_refit_command_refuses_what_it_cannot_refit_and_writes_nothing(small_rec
     assert cli.main(["refit", str(small_recipe_model), "--out", str(tmp_path / "r.safetensors"),
                      "--score-layer", *labelled, "extra.csv"]) == 2
     assert "at most LABELS" in capsys.readouterr().err
+    assert cli.main(["refit", str(small_recipe_model), "--out", str(tmp_path / "r.safetensors"),
+                     "--weight-context", "5"]) == 2
+    assert "give --weight-head with it" in capsys.readouterr().err
+    assert cli.main(["refit", str(small_recipe_model), "--out", str(tmp_path / "r.safetensors"),
+                     "--weight-head", "--weight-context", "4"]) == 2
+    assert "odd neighbourhood of at least 3 cells, not 4" in capsys.readouterr().err
     # The bundled recipe shows real volumes as clean: without their folder the refit stops first.
     assert cli.main(["refit", str(bundled_model.path), "--out", str(tmp_path / "r.safetensors")]) == 2
     assert "--clinical-root" in capsys.readouterr().err
@@ -340,3 +362,63 @@ def test_local_faults_are_pasted_on_each_scenes_best_pictures_and_their_mirrors(
     assert len(more) == 8
     for k, image in enumerate(expected):
         assert np.array_equal(more[2 * k], image) and np.array_equal(more[2 * k + 1], image[:, ::-1])
+
+
+def _ramp_grids(rng, n, size=6):
+    """Grids whose feature 0 is a ramp of random direction and height, plus 1 on a 2x2 fault: its level
+    tells nothing (the ramp reaches above it), only its difference from the cells around it does."""
+    out = []
+    for _ in range(n):
+        yy, xx = np.mgrid[:size, :size] / (size - 1)
+        a = rng.uniform(0, 2 * np.pi)
+        f = np.zeros((4, size, size))
+        f[0] = rng.uniform(3.0, 5.0) * (np.cos(a) * yy + np.sin(a) * xx)
+        f[1:] = rng.normal(0, 0.05, (3, size, size))
+        m = np.zeros((size, size), dtype=bool)
+        y, x = rng.integers(1, size - 2, 2)
+        m[y : y + 2, x : x + 2] = True
+        f[0][m] += 1.0
+        out.append((torch.from_numpy(f).float(), torch.from_numpy(m)))
+    return out
+
+
+def test_a_weight_head_with_neighbour_context_points_where_the_cells_alone_cannot():
+    from msiqa.models.msiqa_net import NeighbourContrast
+
+    rng = np.random.default_rng(0)
+    faulted, held = _ramp_grids(rng, 60), [f for f, _ in _ramp_grids(rng, 10)]
+    context = NeighbourContrast(3)
+    got = {}
+    for k, (grids, keep) in {"alone": (faulted, held),
+                             "context": ([(context(f[None])[0], m) for f, m in faulted],
+                                         [context(f[None])[0] for f in held])}.items():
+        torch.manual_seed(0)
+        head = torch.nn.Sequential(torch.nn.Conv2d(grids[0][0].shape[0], 8, 1), torch.nn.GELU(),
+                                   torch.nn.Conv2d(8, 1, 1), torch.nn.Sigmoid())
+        got[k] = fit_weight_head(head, grids, keep, hold=0.01, ridge=1e-4)["peak_in_fault_after"]
+    assert got["alone"] < 0.5 and got["context"] > 0.9, got
+
+
+def test_giving_a_network_weight_context_keeps_its_map_until_refitted(bundled_network, tmp_path):
+    from msiqa.errors import InputError
+    from msiqa.training.refit import give_weight_context
+    from msiqa.weights import card_of_source, save_model
+
+    net = load_model(bundled_network.path).net
+    net = net.members[0] if hasattr(net, "members") else net
+    x = torch.rand(2, 3, 192, 256)
+    with torch.no_grad():
+        before = net.eval()(x)
+        give_weight_context(net, 5)
+        after = net(x)
+    assert net.config.weight_context == 5 and net.weight[0].in_channels == 2 * 4 * net.config.fusion_dim
+    assert torch.equal(before.weight, after.weight) and torch.equal(before.score, after.score)
+    with torch.no_grad():
+        net.weight[0].weight[:, -1] += 1.0  # what a refit does: the new inputs get weights
+    save_model(net, tmp_path / "c.safetensors", card_of_source(bundled_network.card))
+    loaded = load_model(tmp_path / "c.safetensors")  # through the checksum, at the card's configuration
+    assert loaded.net.config.weight_context == 5
+    with torch.no_grad():
+        assert torch.allclose(loaded.net.eval()(x).weight, net(x).weight, atol=1e-3)
+    with pytest.raises(InputError, match="already reads a 5-cell"):
+        give_weight_context(net, 3)

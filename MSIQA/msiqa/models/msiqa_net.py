@@ -61,6 +61,9 @@ class NetConfig:
     highpass: bool = True
     # Names of the faults the cause head tells apart (empty: no cause head).
     causes: tuple[str, ...] = ()
+    # 0: the weight head reads each grid cell alone. k (odd): also the cell's difference from the
+    # mean of its k x k neighbourhood, so that a cell can stand out against the cells around it.
+    weight_context: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,6 +124,21 @@ class Output(NamedTuple):
     cause: torch.Tensor | None  # [B, len(causes)] logits, None without a cause head
 
 
+class NeighbourContrast(nn.Module):
+    """[B, C, h, w] -> [B, 2C, h, w]: each cell's features, then their difference from the mean of
+    its k x k neighbourhood (cells beyond the grid's edge not counted)."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        if k < 3 or k % 2 == 0:
+            raise ValueError(f"weight_context must be 0 or an odd neighbourhood of at least 3 cells, not {k}")
+        self.k = k
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        around = F.avg_pool2d(f, self.k, stride=1, padding=self.k // 2, count_include_pad=False)
+        return torch.cat([f, f - around], 1)
+
+
 class MSIQANet(nn.Module):
     """Returns an :class:`Output` for RGB input in [0, 1]; the grid has one cell per 32x32 pixels."""
 
@@ -158,8 +176,10 @@ class MSIQANet(nn.Module):
         self.attention = AGCA(fused) if c.agca else nn.Identity()
         self.drop = nn.Dropout(c.dropout)
         self.score = nn.Sequential(nn.Conv2d(fused, c.head_dim, 1), nn.GELU(), nn.Conv2d(c.head_dim, 1, 1))
+        self.weight_input = NeighbourContrast(c.weight_context) if c.weight_context else nn.Identity()
         self.weight = nn.Sequential(
-            nn.Conv2d(fused, c.head_dim, 1), nn.GELU(), nn.Conv2d(c.head_dim, 1, 1), nn.Sigmoid()
+            nn.Conv2d(fused * (2 if c.weight_context else 1), c.head_dim, 1), nn.GELU(), nn.Conv2d(c.head_dim, 1, 1),
+            nn.Sigmoid(),
         )
         # Start the score near the middle of the 0-4 scale.
         nn.init.constant_(self.score[-1].bias, 2.0)
@@ -209,9 +229,13 @@ class MSIQANet(nn.Module):
         ``training.refit`` fits them again on it."""
         return self.pool(self.fused(x))
 
+    def attention_map(self, f: torch.Tensor) -> torch.Tensor:
+        """The weight map [B, 1, h, w] in (0, 1) of a fused grid: the heatmap."""
+        return self.weight(self.weight_input(f))
+
     def pool(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``pooled_features`` of a fused grid already computed (the refit computes it once per slice)."""
-        w = self.weight(f)
+        w = self.attention_map(f)
         return self._weighted_mean(f, w), self._weighted_mean(self.score[:-1](f), w)
 
     def forward(self, x: torch.Tensor, *, detach_weight: bool = False) -> Output:
@@ -220,7 +244,7 @@ class MSIQANet(nn.Module):
         grid = _grid(x)
         f = self.fused(x)
         s = self.score(f)
-        w = self.weight(f)
+        w = self.attention_map(f)
         if detach_weight:
             w = w.detach()
         total = w.sum(dim=(1, 2, 3)).clamp_min(1e-6)

@@ -125,6 +125,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-head", action="store_true",
                    help="first fit the weight (attention) head so that its map peaks on local faults pasted on the "
                         "recipe's simulated patients and on the labelled scenes' best pictures; this changes the maps")
+    p.add_argument("--weight-context", type=int, default=0, metavar="K",
+                   help="with --weight-head: the head also reads each grid cell against the mean of its K x K "
+                        "neighbourhood (K odd, >= 3), so that a cell can stand out from the cells around it")
     p.add_argument("--clinical-root", metavar="FOLDER",
                    help="folder the recipe's clinical_volumes are relative to (as for msiqa train)")
     p.set_defaults(func=_refit)
@@ -215,6 +218,7 @@ def _recipe_of(card: dict, name: str):
 
 
 def _refit(args: argparse.Namespace) -> int:
+    from ..models.msiqa_net import NeighbourContrast
     from ..weights import card_of_source, card_path, load_model, resolve, save_model
     from .datasets import load_dataset
     from .refit import refit
@@ -228,10 +232,19 @@ def _refit(args: argparse.Namespace) -> int:
     labelled = args.score_layer or []
     if len(labelled) > 2:
         raise InputError(f"refit: --score-layer takes IMAGES and at most LABELS, not {len(labelled)} paths.")
+    if args.weight_context:
+        if not args.weight_head:
+            raise InputError("refit: --weight-context shapes the weight head; give --weight-head with it.")
+        try:
+            NeighbourContrast(args.weight_context)
+        except ValueError as e:
+            raise InputError(f"refit: --weight-context: {e}.") from None
     samples = load_dataset(*labelled) if labelled else None
-    fitted = refit(model.net, samples, recipe, RefitConfig(), args.clinical_root, weight_head=args.weight_head)
+    config = RefitConfig(weight_context=args.weight_context)
+    fitted = refit(model.net, samples, recipe, config, args.clinical_root, weight_head=args.weight_head)
     command = (f"msiqa refit {source.name} --out {out.name}"
                + (" --weight-head" if args.weight_head else "")
+               + (f" --weight-context {args.weight_context}" if args.weight_context else "")
                + (f" --score-layer {' '.join(labelled)}" if labelled else "")
                + (f" --clinical-root {args.clinical_root}" if args.clinical_root else ""))
     network = {"file": source.name, "sha256": model.card["sha256"]}

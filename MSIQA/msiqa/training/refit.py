@@ -7,7 +7,9 @@ network's fused feature grid is computed once per slice; the heads are fitted on
   head's two 1x1 convolutions, so that the map's highest cell lies inside local faults
   (``refit_slices.local_faults``) while every other slice's map is held. Training that moved the
   map moved the features the score is made of and cost ranking; this moves only the head that
-  reads them (benchmarks/RESULTS.md, "Model 8w"). Without it the maps are not touched.
+  reads them (benchmarks/RESULTS.md, "Model 8w"). Without it the maps are not touched. With
+  ``RefitConfig.weight_context`` the head first gets a second input, each cell's difference from
+  its neighbourhood (``give_weight_context``), which the fit then weighs.
 - the cause head: a class-weighted multinomial logistic regression on the recipe's own training
   slices (``refit_slices``). Model 8's head, trained on crops, called the simulator's CT motion
   "streaks" and compressed pictures streaks or PET low counts.
@@ -23,7 +25,7 @@ network's fused feature grid is computed once per slice; the heads are fitted on
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -35,7 +37,7 @@ from scipy.stats import spearmanr
 from ..assess import network_input
 from ..errors import InputError
 from ..models import GRID_STRIDE, MSIQAEnsemble
-from ..models.msiqa_net import MSIQANet
+from ..models.msiqa_net import MSIQANet, NeighbourContrast
 from .refit_slices import UNSEEN, Batch, RefitConfig, local_faults, training_slices
 from .train import TrainConfig
 
@@ -60,6 +62,28 @@ def _pooled(net: MSIQANet, pictures: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def members_of(net: MSIQANet | MSIQAEnsemble) -> list[MSIQANet]:
     """The networks whose heads a refit fits: an ensemble's members, or the network itself."""
     return list(net.members) if isinstance(net, MSIQAEnsemble) else [net]
+
+
+def give_weight_context(net: MSIQANet | MSIQAEnsemble, k: int) -> None:
+    """Let the weight head of ``net`` (each member's) read each cell against its k x k neighbourhood
+    (``NetConfig.weight_context``), in place. The new inputs start with zero weights, so the map is
+    the trained one until the head is fitted again."""
+    if k == net.config.weight_context:
+        return
+    if net.config.weight_context:
+        raise InputError(f"this network's weight head already reads a {net.config.weight_context}-cell "
+                         f"neighbourhood; a refit cannot change it to {k}.")
+    for m in members_of(net):
+        old = m.weight[0]
+        wide = torch.nn.Conv2d(2 * old.in_channels, old.out_channels, 1)
+        with torch.no_grad():
+            wide.weight.zero_()
+            wide.weight[:, : old.in_channels] = old.weight
+            wide.bias.copy_(old.bias)
+        m.weight[0] = wide
+        m.weight_input = NeighbourContrast(k)
+        m.config = replace(m.config, weight_context=k)
+    net.config = replace(net.config, weight_context=k)
 
 
 def _cells(f: torch.Tensor) -> torch.Tensor:
@@ -248,14 +272,15 @@ def refit(net: MSIQANet | MSIQAEnsemble, samples: Sequence | None, recipe: Train
         held_scores = _at_most_label(held_scores, groups)
     fitted = {**asdict(config), "unseen_left_out": list(UNSEEN), "weight": None}
     if weight_head:
+        give_weight_context(net, config.weight_context)
         faults = list(local_faults(recipe, config, samples))
         records = []
         for i, (m, g, lg) in enumerate(zip(members, grids, labelled_grids)):
             faulted = []
             for fault in faults:
-                f = _fused(m, fault.picture[None])[0]
-                faulted.append((f, _fault_cells(fault.region, *f.shape[1:])))
-            held = [f for batch in g for f in batch] + [f[0] for f in lg]
+                f = _fused(m, fault.picture[None])
+                faulted.append((m.weight_input(f)[0], _fault_cells(fault.region, *f.shape[2:])))
+            held = [f for batch in g for f in m.weight_input(batch)] + [m.weight_input(f)[0] for f in lg]
             records.append(fit_weight_head(m.weight, faulted, held, config.head_hold, config.head_ridge))
             log(f"refit: weight head{f' of member {i}' if k > 1 else ''} on {len(faulted)} local faults, held "
                 f"{len(held)} slices: the map's peak in the fault {records[-1]['peak_in_fault_before']:.3f} -> "

@@ -61,6 +61,9 @@ class RefitConfig:
     pointing_simulated_px: int = 64
     head_hold: float = 1.0
     head_ridge: float = 1e-3
+    # > 0: the refitted weight head also reads each cell against its k x k neighbourhood of cells
+    # (NetConfig.weight_context; the network's card records it).
+    weight_context: int = 0
     seed: int = 1234
 
 

@@ -8,8 +8,10 @@ For every fault family that can hit part of a picture, and each source of pictur
 - held-out simulated slices (PET/CT and CT alone on the 160x160 CT grid): a 64x64 region;
 the fault is applied inside the region only, at a severity of 0.5-1.0, and the picture
 scored. A hit is a heatmap maximum inside the region; the score should also drop against
-the clean picture in the same trial. Misregistration (the whole PET moves) has no region
-and is not part of the game. Clinical faults on development pictures act on their layers
+the clean picture in the same trial. Pointing is also given over the trials whose score
+dropped: where the network does not score the fault at all, its map has nothing to point at,
+and a weight head fitted again cannot mend that. Misregistration (the whole PET moves) has no
+region and is not part of the game. Clinical faults on development pictures act on their layers
 as ``degrade.split_layers`` recovers them and add only their change to the picture, which is
 scored as it is (see ``synthetic_trials``).
 """
@@ -52,6 +54,26 @@ def sources(args):
             yield f"simulated {mode}", [(s.layers(mode), None) for s in slices], 64
 
 
+def judge(scorer: Scorer, trial) -> tuple[bool, bool]:
+    """(the map's peak lies in the trial's region, the faulty picture scores below the clean one)."""
+    out = scorer(np.stack([trial.clean, trial.faulty]))
+    py, px = np.unravel_index(int(np.argmax(out.maps[1])), out.maps[1].shape)
+    ys, xs = trial.region
+    return bool(ys.start <= py < ys.stop and xs.start <= px < xs.stop), bool(out.scores[1] < out.scores[0])
+
+
+def cell(judged: list[tuple[bool, bool]]) -> dict[str, float | int | None]:
+    """One family and source: pointing and score drops over all trials, and pointing over the trials
+    whose score dropped (None when none did)."""
+    hits, dropped = np.array(judged, dtype=bool).reshape(-1, 2).T
+    return {"pointing": float(hits.mean()), "score_dropped": float(dropped.mean()), "trials": len(judged),
+            "pointing_when_dropped": float(hits[dropped].mean()) if dropped.any() else None}
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f} %"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/petct-iqa-dev"))
@@ -72,28 +94,23 @@ def main() -> None:
     for source, pictures, region_px in sources(args):
         families = [c for c in causes_for(pictures[0][0]) if c not in GLOBAL_ONLY]
         for family in families:
-            hits = drops = n = 0
-            while n < args.trials:
+            judged = []
+            while len(judged) < args.trials:
                 layers, picture = pictures[int(rng.integers(len(pictures)))]
                 trial = make_trial(layers, family, rng, local=True, region_px=region_px, source=source,
                                    picture=picture)
-                if trial is None:
-                    continue
-                out = scorer(np.stack([trial.clean, trial.faulty]))
-                heat = out.maps[1]
-                py, px = np.unravel_index(int(np.argmax(heat)), heat.shape)
-                ys, xs = trial.region
-                hits += ys.start <= py < ys.stop and xs.start <= px < xs.stop
-                drops += out.scores[1] < out.scores[0]
-                n += 1
-            table.setdefault(family, {})[source] = {"pointing": hits / n, "score_dropped": drops / n, "trials": n}
-            print(f"{source:>18} {family:>16}: peak inside {100 * hits / n:5.1f} %, score dropped {100 * drops / n:5.1f} %",
+                if trial is not None:
+                    judged.append(judge(scorer, trial))
+            c = table.setdefault(family, {})[source] = cell(judged)
+            print(f"{source:>18} {family:>16}: peak inside {_pct(c['pointing'])}, score dropped "
+                  f"{_pct(c['score_dropped'])}, peak inside when it dropped {_pct(c['pointing_when_dropped'])}",
                   flush=True)
     sources_seen = sorted({s for v in table.values() for s in v})
-    print("\n| family | " + " | ".join(f"{s}: pointing / score drop" for s in sources_seen) + " |")
+    columns = ("pointing", "score_dropped", "pointing_when_dropped")
+    print("\n| family | " + " | ".join(f"{s}: {' / '.join(columns)}" for s in sources_seen) + " |")
     print("|---|" + "---|" * len(sources_seen))
     for family, by in table.items():
-        cells = [f"{100 * by[s]['pointing']:.0f} % / {100 * by[s]['score_dropped']:.0f} %" if s in by else "-" for s in sources_seen]
+        cells = [" / ".join(_pct(by[s][k]) for k in columns) if s in by else "-" for s in sources_seen]
         print(f"| {family} | " + " | ".join(cells) + " |")
     if args.json:
         Path(args.json).write_text(json.dumps({"table": table, "model": scorer.model.summary}, indent=2))

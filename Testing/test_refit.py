@@ -404,8 +404,7 @@ def test_giving_a_network_weight_context_keeps_its_map_until_refitted(bundled_ne
     from msiqa.training.refit import give_weight_context
     from msiqa.weights import card_of_source, save_model
 
-    net = load_model(bundled_network.path).net
-    net = net.members[0] if hasattr(net, "members") else net
+    net = load_model(bundled_network.path).net  # a copy of its own: the session's bundled network stays as it is
     x = torch.rand(2, 3, 192, 256)
     with torch.no_grad():
         before = net.eval()(x)
@@ -422,3 +421,7 @@ def test_giving_a_network_weight_context_keeps_its_map_until_refitted(bundled_ne
         assert torch.allclose(loaded.net.eval()(x).weight, net(x).weight, atol=1e-3)
     with pytest.raises(InputError, match="already reads a 5-cell"):
         give_weight_context(net, 3)
+    untouched = load_model(bundled_network.path).net
+    with pytest.raises(ValueError, match="odd neighbourhood"):
+        give_weight_context(untouched, 4)
+    assert untouched.config.weight_context == 0 and untouched.weight[0].in_channels == 4 * net.config.fusion_dim

@@ -73,6 +73,7 @@ def give_weight_context(net: MSIQANet | MSIQAEnsemble, k: int) -> None:
     if net.config.weight_context:
         raise InputError(f"this network's weight head already reads a {net.config.weight_context}-cell "
                          f"neighbourhood; a refit cannot change it to {k}.")
+    contrast = NeighbourContrast(k)  # an invalid k stops here, before any member is changed
     for m in members_of(net):
         old = m.weight[0]
         wide = torch.nn.Conv2d(2 * old.in_channels, old.out_channels, 1)
@@ -81,7 +82,7 @@ def give_weight_context(net: MSIQANet | MSIQAEnsemble, k: int) -> None:
             wide.weight[:, : old.in_channels] = old.weight
             wide.bias.copy_(old.bias)
         m.weight[0] = wide
-        m.weight_input = NeighbourContrast(k)
+        m.weight_input = contrast
         m.config = replace(m.config, weight_context=k)
     net.config = replace(net.config, weight_context=k)
 

@@ -275,6 +275,20 @@ def test_refit_with_weight_context_widens_the_weight_head_and_the_card_rebuilds_
     assert not np.array_equal(a.maps, b.maps)
 
 
+def test_refit_options_reach_the_fit_and_the_card_records_them(small_recipe_model, tmp_path, monkeypatch):
+    source = load_model(small_recipe_model)
+    new = _refitted(small_recipe_model, tmp_path, monkeypatch, "--weight-head",
+                    "--refit-options", '{"pointing_mirror": true, "pointing_simulated_trials": 20}')
+    r = new.card["refit"]
+    assert r["pointing_mirror"] is True and r["pointing_simulated_trials"] == 20
+    assert r["command"] == ("msiqa refit net.safetensors --out refit.safetensors --weight-head --refit-options "
+                            "'{\"pointing_mirror\": true, \"pointing_simulated_trials\": 20}'")
+    # SMALL's one picture per scene, mirrored, and 20 regions on the simulated patient instead of 12
+    plain = _refitted(small_recipe_model, tmp_path / "plain", monkeypatch, "--weight-head")
+    assert r["weight"]["local_faults"] > plain.card["refit"]["weight"]["local_faults"]
+    assert _changed(new, source) >= {"weight.0.weight", "cause.weight"}
+
+
 def test_refit_command_refuses_what_it_cannot_refit_and_writes_nothing(small_recipe_model, bundled_model, tmp_path, capsys):
     from msiqa import cli
 
@@ -291,6 +305,15 @@ def test_refit_command_refuses_what_it_cannot_refit_and_writes_nothing(small_rec
     assert cli.main(["refit", str(small_recipe_model), "--out", str(tmp_path / "r.safetensors"),
                      "--weight-head", "--weight-context", "4"]) == 2
     assert "odd neighbourhood of at least 3 cells, not 4" in capsys.readouterr().err
+    assert cli.main(["refit", str(small_recipe_model), "--out", str(tmp_path / "r.safetensors"),
+                     "--refit-options", '{"pointing_mirorr": true}']) == 2
+    assert "unexpected keyword argument 'pointing_mirorr'" in capsys.readouterr().err
+    assert cli.main(["refit", str(small_recipe_model), "--out", str(tmp_path / "r.safetensors"),
+                     "--weight-head", "--refit-options", '{"weight_context": 5}']) == 2
+    assert "as --weight-context K" in capsys.readouterr().err
+    assert cli.main(["refit", str(small_recipe_model), "--out", str(tmp_path / "r.safetensors"),
+                     "--refit-options", "[5]"]) == 2
+    assert "a JSON object of field names and values is needed" in capsys.readouterr().err
     # The bundled recipe shows real volumes as clean: without their folder the refit stops first.
     assert cli.main(["refit", str(bundled_model.path), "--out", str(tmp_path / "r.safetensors")]) == 2
     assert "--clinical-root" in capsys.readouterr().err

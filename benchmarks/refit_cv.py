@@ -27,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MSIQA"))
 from msiqa.models import MSIQAEnsemble  # noqa: E402
+from msiqa.training.commands import json_object  # noqa: E402
 from msiqa.training.datasets import load_labelled_folder  # noqa: E402
 from msiqa.training.metrics import correlations  # noqa: E402
 from msiqa.training.refit import refit  # noqa: E402
@@ -49,7 +50,7 @@ def main() -> None:
     ap.add_argument("--weight-head", action="store_true", help="refit the weight head too (msiqa refit --weight-head)")
     ap.add_argument("--ensemble", action="store_true", help="refit the ensemble of each fold's networks of all folders")
     ap.add_argument("--keep", type=Path, help="write each refitted fold network here (for heatmap.py --scenes)")
-    ap.add_argument("--refit-options", type=json.loads, default={}, metavar="JSON",
+    ap.add_argument("--refit-options", type=json_object, default={}, metavar="JSON",
                     help='RefitConfig fields other than the defaults msiqa refit uses, e.g. \'{"pointing_mirror": true}\'')
     ap.add_argument("--only-folds", type=int, nargs="+", help="refit only these folds (default: all)")
     args = ap.parse_args()

@@ -10,6 +10,17 @@ from pathlib import Path
 from ..errors import InputError
 
 
+def json_object(text: str) -> dict:
+    """An argparse type: a JSON object of option names and values."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not JSON ({e}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"a JSON object of field names and values is needed, not {text!r}")
+    return value
+
+
 def architecture(config) -> str:
     """The card's one-line description of the network, naming the timm backbones it was built with."""
     resnet, swin = f"timm ResNet ({config.cnn})", f"timm Swin Transformer ({config.swin})"
@@ -128,6 +139,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-context", type=int, default=0, metavar="K",
                    help="with --weight-head: the head also reads each grid cell against the mean of its K x K "
                         "neighbourhood (K odd, >= 3), so that a cell can stand out from the cells around it")
+    p.add_argument("--refit-options", type=json_object, default={}, metavar="JSON",
+                   help="fields of msiqa.training.refit_slices.RefitConfig other than the defaults, e.g. "
+                        "'{\"pointing_mirror\": true}' (the card records every field)")
     p.add_argument("--clinical-root", metavar="FOLDER",
                    help="folder the recipe's clinical_volumes are relative to (as for msiqa train)")
     p.set_defaults(func=_refit)
@@ -240,11 +254,18 @@ def _refit(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise InputError(f"refit: --weight-context: {e}.") from None
     samples = load_dataset(*labelled) if labelled else None
-    config = RefitConfig(weight_context=args.weight_context)
+    if "weight_context" in args.refit_options:
+        raise InputError("refit: give the weight head's neighbourhood as --weight-context K, not in --refit-options.")
+    try:
+        config = RefitConfig(**args.refit_options, weight_context=args.weight_context)
+    except TypeError as e:
+        raise InputError(f"refit: --refit-options: {e}; the fields are those of "
+                         "msiqa.training.refit_slices.RefitConfig.") from None
     fitted = refit(model.net, samples, recipe, config, args.clinical_root, weight_head=args.weight_head)
     command = (f"msiqa refit {source.name} --out {out.name}"
                + (" --weight-head" if args.weight_head else "")
                + (f" --weight-context {args.weight_context}" if args.weight_context else "")
+               + (f" --refit-options '{json.dumps(args.refit_options, sort_keys=True)}'" if args.refit_options else "")
                + (f" --score-layer {' '.join(labelled)}" if labelled else "")
                + (f" --clinical-root {args.clinical_root}" if args.clinical_root else ""))
     network = {"file": source.name, "sha256": model.card["sha256"]}

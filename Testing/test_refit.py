@@ -289,6 +289,31 @@ def test_refit_options_reach_the_fit_and_the_card_records_them(small_recipe_mode
     assert _changed(new, source) >= {"weight.0.weight", "cause.weight"}
 
 
+def test_a_clinical_floor_lifts_real_clean_slices_the_network_scored_low(small_recipe_model, tmp_path, monkeypatch):
+    """The sample study's PET, shown alone as a study of diagnostic quality: with the floor its slices,
+    held no lower than 3.9 while the layer is fitted, score higher than when held where the network
+    put them; the rest of the fit is the same."""
+    from msiqa.assess import Scorer
+    from msiqa.render import SliceRenderer
+    from msiqa.sample_data import load_sample_study
+
+    study = load_sample_study()
+    folder = small_recipe_model.parent
+    shown = {"clean_volumes": [{"pet": study.pet_path.name}]}
+    common = ["--score-layer", str(folder / "images"), str(folder / "labels.csv"),
+              "--clinical-root", str(study.pet_path.parent)]
+    held = _refitted(small_recipe_model, tmp_path / "held", monkeypatch, *common, "--refit-options", json.dumps(shown))
+    floored = _refitted(small_recipe_model, tmp_path / "floor", monkeypatch, *common,
+                        "--refit-options", json.dumps({**shown, "score_clinical_floor": 3.9}))
+    assert floored.card["refit"]["score_clinical_floor"] == 3.9
+    assert floored.card["refit"]["clean_volumes"] == held.card["refit"]["clean_volumes"] == shown["clean_volumes"]
+    pet = SliceRenderer(pet=study.pet_path)
+    pictures = pet.render(0, len(pet))[::4]
+    before, after = (Scorer(m, "cpu")(pictures).scores for m in (held, floored))
+    short = lambda scores: np.clip(3.9 - scores, 0, None).mean()  # noqa: E731
+    assert after.mean() > before.mean() + 0.1 and short(after) < short(before) / 2
+
+
 def test_refit_command_refuses_what_it_cannot_refit_and_writes_nothing(small_recipe_model, bundled_model, tmp_path, capsys):
     from msiqa import cli
 

@@ -20,7 +20,9 @@ network's fused feature grid is computed once per slice; the heads are fitted on
   a simulated or real study should not move because the development pictures were refitted), the
   ridge pulling towards the trained layer and picked by leaving one labelled scene out at a time.
   Fitted on the development pictures alone, the layer ranked held-out scenes better still but
-  flagged none of the sample study's CT low dose, metal or CT motion.
+  flagged none of the sample study's CT low dose, metal or CT motion. With
+  ``RefitConfig.score_clinical_floor`` real clean slices are held no lower than that score instead:
+  the one place where the fit may move a flag, and only off a study of diagnostic quality.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from ..assess import network_input
 from ..errors import InputError
 from ..models import GRID_STRIDE, MSIQAEnsemble
 from ..models.msiqa_net import MSIQANet, NeighbourContrast
-from .refit_slices import UNSEEN, Batch, RefitConfig, local_faults, training_slices
+from .refit_slices import CLINICAL_CLEAN, UNSEEN, Batch, RefitConfig, local_faults, training_slices
 from .train import TrainConfig
 
 
@@ -255,13 +257,14 @@ def refit(net: MSIQANet | MSIQAEnsemble, samples: Sequence | None, recipe: Train
         raise InputError("refit: no labelled pictures were given for the score layer.")
     net.eval()
     k = len(members)
-    grids, causes, groups = [[] for _ in members], [], []
+    grids, causes, groups, sources = [[] for _ in members], [], [], []
     for batch in training_slices(recipe, config, clinical_root, log) if slices is None else slices:
         for g, m in zip(grids, members):
             g.append(_fused(m, batch.pictures))
         if batch.drops is not None:
             groups.append((len(causes), np.asarray(batch.drops, dtype=np.float64)))
         causes.extend(batch.causes)
+        sources.extend([batch.source] * len(batch.causes))
     labelled_grids = [[_fused(m, s.image[None]) for s in samples or []] for m in members]
     pooled = [[_pool(m, f) for f in g] for m, g in zip(members, grids)]
     lasts = [m.score[-1] for m in members]
@@ -271,6 +274,9 @@ def refit(net: MSIQANet | MSIQAEnsemble, samples: Sequence | None, recipe: Train
                            for mp, a0, last in zip(pooled, a0s, lasts)], axis=0)
     if config.score_fault_drops:
         held_scores = _at_most_label(held_scores, groups)
+    if config.score_clinical_floor is not None:
+        clinical = np.array(sources) == CLINICAL_CLEAN
+        held_scores = np.where(clinical, np.maximum(held_scores, config.score_clinical_floor), held_scores)
     fitted = {**asdict(config), "unseen_left_out": list(UNSEEN), "weight": None}
     if weight_head:
         give_weight_context(net, config.weight_context)

@@ -26,6 +26,7 @@ from .train import DEV_PX_MM, TrainConfig
 # network a slice with them looks clean; taught to name them, the cause head named 28-30 of the
 # sample study's 50 clean slices "misregistration" (benchmarks/RESULTS.md, model 8r).
 UNSEEN = ("misregistration", "pet_respiratory_motion")
+CLINICAL_CLEAN = "clinical clean"  # the source of real slices of diagnostic quality
 
 
 @dataclass
@@ -36,6 +37,9 @@ class RefitConfig:
     physical_noise_seeds: list[int] = field(default_factory=lambda: [7, 8])
     physical_slices: int = 3  # per bank patient and family
     clinical_every: int = 4  # every n-th slice of the recipe's clinical volumes, shown clean
+    # More real volumes of diagnostic quality, shown clean beside the recipe's (entries as in
+    # TrainConfig.clinical_volumes, relative to --clinical-root): e.g. PETs alone from another scanner.
+    clean_volumes: list[dict] = field(default_factory=list)
     cause_l2: float = 1e-3  # on the standardised features
     cause_none_weight: float = 1.0  # all clean examples together weigh this many times all faults together
     # Score head (msiqa refit --score-layer): the slices above, whose scores are held where the
@@ -48,6 +52,9 @@ class RefitConfig:
     # label rule's drop for the fault (the same anchors the sample study is graded by), so the layer
     # may learn to score those faults lower than the trained network did, never higher.
     score_fault_drops: bool = False
+    # A number: every real clean slice (the recipe's clinical volumes and clean_volumes) is held no
+    # lower than this score, so the layer may learn to pass real studies the trained network flagged.
+    score_clinical_floor: float | None = None
     score_ridges: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0])
     # Weight head (msiqa refit --weight-head): local faults in squares of these sizes, on each labelled
     # scene's best picture (every family, this many each) and on the recipe's simulated patients
@@ -84,7 +91,7 @@ class LocalFault:
 
 def training_slices(recipe: TrainConfig, config: RefitConfig, clinical_root: str | Path | None,
                     log: Callable[[str], None] = print) -> Iterator[Batch]:
-    volumes = recipe.clinical_volumes if recipe.clinical_scenes else []
+    volumes = (recipe.clinical_volumes if recipe.clinical_scenes else []) + config.clean_volumes
     if volumes and clinical_root is None:
         raise InputError("refit: the recipe shows real clinical volumes as clean; give --clinical-root, the folder "
                          f"they are relative to ({', '.join(str(p) for v in volumes for p in v.values())}).")
@@ -120,7 +127,7 @@ def training_slices(recipe: TrainConfig, config: RefitConfig, clinical_root: str
     for volume in volumes:
         for s in clinical_study(volume, clinical_root, config.clinical_every):
             for m in s.modes:  # a PET alone has its own picture size
-                yield Batch(render_layers(s.layers(m))[None], ["none"], "clinical clean")
+                yield Batch(render_layers(s.layers(m))[None], ["none"], CLINICAL_CLEAN)
         log(f"refit: clinical {', '.join(map(str, volume.values()))}")
 
 

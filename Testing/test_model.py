@@ -87,3 +87,10 @@ def test_the_card_records_the_refit_and_the_network_it_started_from(bundled_mode
     assert score["ridge"] in refit["score_ridges"] and score["held_slices"] == sum(refit["cause_examples"].values())
     cv = refit["cross_validation"]
     assert len(cv["folds"]) >= 3 and cv["srocc"]["refitted"] > cv["srocc"]["trained"]
+    # Real PETs shown alone and clean in the refit only, held no lower than the floor: the command
+    # names them, and the card's data section says where they come from and that they are not here.
+    shown = refit["clean_volumes"]
+    assert shown and f"--refit-options '{json.dumps({'clean_volumes': shown, 'score_clinical_floor': 2.5})}'" in refit["command"]
+    assert refit["score_clinical_floor"] > 2.0  # above the flag threshold
+    clinical = bundled_model.card["training_data"]["clinical_studies"]
+    assert clinical["refit_clean_volumes"]["volumes"] == shown and "Not distributed" in clinical["refit_clean_volumes"]["source"]

@@ -339,6 +339,16 @@ def test_refit_command_refuses_what_it_cannot_refit_and_writes_nothing(small_rec
     assert cli.main(["refit", str(small_recipe_model), "--out", str(tmp_path / "r.safetensors"),
                      "--refit-options", "[5]"]) == 2
     assert "a JSON object of field names and values is needed" in capsys.readouterr().err
+    assert cli.main(["refit", str(small_recipe_model), "--out", str(tmp_path / "r.safetensors"),
+                     "--refit-options", '{"score_clinical_floor": 2.5}']) == 2
+    assert "give --score-layer" in capsys.readouterr().err
+    for entry, said in (({"pet": "nowhere.nrrd"}, "nowhere.nrrd is not in --clinical-root"),
+                        ({"mr": "x.nrrd"}, "maps 'ct' and / or 'pet' to paths"),
+                        ({"pet": ["a.nrrd"], "ct": "b.nrrd"}, "one role with a list of volumes")):
+        options = json.dumps({"clean_volumes": [entry]})
+        assert cli.main(["refit", str(small_recipe_model), "--out", str(tmp_path / "r.safetensors"),
+                         "--clinical-root", str(tmp_path), "--refit-options", options]) == 2
+        assert said in capsys.readouterr().err
     # The bundled recipe shows real volumes as clean: without their folder the refit stops first.
     assert cli.main(["refit", str(bundled_model.path), "--out", str(tmp_path / "r.safetensors")]) == 2
     assert "--clinical-root" in capsys.readouterr().err

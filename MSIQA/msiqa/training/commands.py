@@ -261,6 +261,9 @@ def _refit(args: argparse.Namespace) -> int:
     except TypeError as e:
         raise InputError(f"refit: --refit-options: {e}; the fields are those of "
                          "msiqa.training.refit_slices.RefitConfig.") from None
+    if config.score_clinical_floor is not None and samples is None:
+        raise InputError("refit: score_clinical_floor holds slices while the score layer is fitted; "
+                         "give --score-layer.")
     fitted = refit(model.net, samples, recipe, config, args.clinical_root, weight_head=args.weight_head)
     command = (f"msiqa refit {source.name} --out {out.name}"
                + (" --weight-head" if args.weight_head else "")

@@ -18,7 +18,8 @@ from .datasets import best_of_each_scene
 from .labels import NAMED_FROM
 from .layer_faults import Layers
 from .named_faults import body_region, causes_for, fault_picture
-from .phantom_bank import MODES, clinical_study, random_pet_voxel_mm, render_layers, simulate_slices
+from .phantom_bank import (MODES, check_clinical_entry, clinical_study, random_pet_voxel_mm, render_layers,
+                          simulate_slices)
 from .physical_faults import SHOWN_IN, build_bank
 from .train import DEV_PX_MM, TrainConfig
 
@@ -89,12 +90,29 @@ class LocalFault:
     region: tuple[slice, slice]  # where the fault is, in pixels
 
 
+def check_volume(volume: dict, root: str | Path) -> None:
+    """Refuses an entry of clinical volumes that names a role other than ct / pet, pools volumes
+    beside another role, or names a volume that is not under ``root``."""
+    if not isinstance(volume, dict) or not volume or not set(volume) <= {"ct", "pet"}:
+        raise InputError(f"refit: a clinical volume entry maps 'ct' and / or 'pet' to paths, not {volume!r}.")
+    try:
+        check_clinical_entry(volume)
+    except ValueError as e:
+        raise InputError(f"refit: {e}.") from None
+    for rel in (p for v in volume.values() for p in (v if isinstance(v, list) else [v])):
+        if not (Path(root) / rel).exists():
+            raise InputError(f"refit: the clinical volume {rel} is not in --clinical-root {root}.")
+
+
 def training_slices(recipe: TrainConfig, config: RefitConfig, clinical_root: str | Path | None,
                     log: Callable[[str], None] = print) -> Iterator[Batch]:
     volumes = (recipe.clinical_volumes if recipe.clinical_scenes else []) + config.clean_volumes
     if volumes and clinical_root is None:
-        raise InputError("refit: the recipe shows real clinical volumes as clean; give --clinical-root, the folder "
-                         f"they are relative to ({', '.join(str(p) for v in volumes for p in v.values())}).")
+        raise InputError("refit: the recipe (or clean_volumes) shows real clinical volumes as clean; give "
+                         "--clinical-root, the folder they are relative to "
+                         f"({', '.join(str(p) for v in volumes for p in v.values())}).")
+    for volume in volumes:  # now, not after minutes of simulated slices
+        check_volume(volume, clinical_root)
     rng = np.random.default_rng(config.seed)
     for anatomy in recipe.phantom_anatomies:
         for noise in recipe.phantom_noise_seeds:

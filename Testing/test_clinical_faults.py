@@ -242,3 +242,6 @@ def test_a_pooled_clinical_entry_is_one_study_of_all_its_volumes():
 def test_a_recipe_that_pools_volumes_beside_another_role_is_refused_when_read():
     with pytest.raises(ValueError, match="one role with a list"):
         TrainConfig(clinical_scenes=1, clinical_volumes=[{"pet": ["a", "b"], "ct": "c"}])
+    # A role the renderer does not know is refused as early, not when the volumes are read.
+    with pytest.raises(ValueError, match="maps 'ct' and / or 'pet' to paths"):
+        TrainConfig(clinical_scenes=1, clinical_volumes=[{"mr": "a"}])

@@ -175,7 +175,10 @@ def _image(a: np.ndarray, spacing, origin) -> sitk.Image:
 
 
 def check_clinical_entry(volume: dict[str, str | list[str]]) -> None:
-    """Refuses an entry of a recipe's clinical volumes that pools volumes beside another role."""
+    """Refuses an entry of a recipe's clinical volumes that names a role other than ct / pet, or
+    pools volumes beside another role."""
+    if not isinstance(volume, dict) or not volume or not set(volume) <= {"ct", "pet"}:
+        raise ValueError(f"a clinical volume entry maps 'ct' and / or 'pet' to paths, not {volume!r}")
     if any(isinstance(v, list) for v in volume.values()) and len(volume) != 1:
         raise ValueError(f"a pooled clinical entry holds one role with a list of volumes, not {volume}")
 

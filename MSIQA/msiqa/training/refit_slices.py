@@ -91,10 +91,8 @@ class LocalFault:
 
 
 def check_volume(volume: dict, root: str | Path) -> None:
-    """Refuses an entry of clinical volumes that names a role other than ct / pet, pools volumes
-    beside another role, or names a volume that is not under ``root``."""
-    if not isinstance(volume, dict) or not volume or not set(volume) <= {"ct", "pet"}:
-        raise InputError(f"refit: a clinical volume entry maps 'ct' and / or 'pet' to paths, not {volume!r}.")
+    """Refuses an entry of clinical volumes that ``check_clinical_entry`` refuses, or that names a
+    volume that is not under ``root``."""
     try:
         check_clinical_entry(volume)
     except ValueError as e:

@@ -1,5 +1,7 @@
 """The liver-CoV measure of benchmarks/pet_noise.py, on volumes whose noise is known."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -33,3 +35,36 @@ def test_liver_cov_is_the_liver_voxels_noise(pet_noise, cov):
 def test_a_pet_without_liver_like_uptake_is_refused(pet_noise):
     with pytest.raises(ValueError, match="liver-like uptake"):
         pet_noise.liver_voi_cov(np.full((20, 32, 32), 0.5), SPACING)
+
+
+def muscle_with_organ(cov: float, seed: int = 0) -> np.ndarray:
+    """Soft tissue of SUV 0.8 whose voxels vary by ``cov``, around a sharp-edged hot organ of SUV 6."""
+    suv = 0.8 * (1 + cov * np.random.default_rng(seed).normal(size=(20, 64, 64)))
+    suv[:, 20:44, 20:44] = 6.0
+    return suv
+
+
+@pytest.mark.parametrize("cov", [0.1, 0.2])
+def test_soft_tissue_noise_is_the_tissues_voxel_noise_not_its_edges(pet_noise, cov):
+    measured, voxels = pet_noise.soft_tissue_cov(muscle_with_organ(cov), SPACING)
+    assert measured == pytest.approx(cov, rel=0.05)
+    assert voxels > 20 * (64 * 64 - 44 * 44)  # the tissue, less a rim at the organ and the borders
+
+
+def test_soft_tissue_noise_ranks_volumes_by_their_noise(pet_noise):
+    quiet, _ = pet_noise.soft_tissue_cov(muscle_with_organ(0.12), SPACING)
+    noisy, _ = pet_noise.soft_tissue_cov(muscle_with_organ(0.15), SPACING)
+    assert quiet < noisy
+
+
+def test_a_pet_without_soft_tissue_is_refused(pet_noise):
+    with pytest.raises(ValueError, match="soft tissue"):
+        pet_noise.soft_tissue_cov(np.full((20, 32, 32), 5.0), SPACING)
+
+
+def test_flags_are_read_for_the_pets_shown_alone(pet_noise, tmp_path):
+    runs = [{"kind": "PET alone", "input": "/data/STS_004/PET/image", "flagged_pct": 2.5},
+            {"kind": "CT alone", "input": "/data/STS_004/CT/image", "flagged_pct": 50.0},
+            {"kind": "PET/CT", "input": "/data/STS_004/CT/image + /data/STS_004/PET/image", "flagged_pct": 0.0}]
+    (tmp_path / "flags.json").write_text(json.dumps({"model": {}, "runs": runs}))
+    assert pet_noise.flagged_share(tmp_path / "flags.json") == {"/data/STS_004/PET/image": 2.5}

@@ -9,17 +9,28 @@ deepest point of the largest region of liver-like uptake (SUV 1.4-4 after an 8 m
 the PET's own voxels in it. For each it prints the score drop the rule gives that noise and the
 score a clean picture (CLEAN_MOS) would then get. ``--phantoms``: anatomy seeds of clean simulated
 studies (-1: the sample study's patient).
+
+    python benchmarks/pet_noise.py --soft-tissue --studies IBSI_VALIDATION [--flags CLINICAL_JSON]
+
+A PET cropped around a limb tumour has no liver in view. ``--soft-tissue`` measures instead the
+voxel noise of its soft tissue (muscle-like uptake, SUV 0.5-2 after the same smoothing): the SD within
+3 x 3 in-plane windows, pooled, over their mean. It is not the liver CoV (reconstruction smooths
+noise over more than a window), but it ranks PETs of one scanner by how noisy their voxels are.
+``--studies`` takes the PETs of a studies folder as ``clinical.py`` does; ``--flags`` puts beside
+each PET the share of its slices that ``clinical.py --json`` found flagged when it was shown alone,
+and closes with their rank correlation.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
+from scipy import ndimage, stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MSIQA"))
 
@@ -34,6 +45,8 @@ from msiqa.volumes import read_volume, suv_info  # noqa: E402
 LIVER_SUV = (1.4, 4.0)
 SMOOTH_FWHM_MM = 8.0
 VOI_RADIUS_MM = 15.0
+SOFT_TISSUE_SUV = (0.5, 2.0)
+WINDOW = 3  # in-plane voxels
 
 
 def liver_voi_cov(suv: np.ndarray, spacing_kji) -> tuple[float, float, float]:
@@ -55,6 +68,25 @@ def liver_voi_cov(suv: np.ndarray, spacing_kji) -> tuple[float, float, float]:
     return coefficient_of_variation(voxels), float(voxels.mean()), float(depth.max())
 
 
+def soft_tissue_cov(suv: np.ndarray, spacing_kji) -> tuple[float, int]:
+    """(pooled in-plane window SD / mean, voxels measured) of ``suv`` (k, j, i) in its soft tissue."""
+    sp = np.asarray(spacing_kji, float)
+    suv = suv.astype(np.float64)
+    smooth = ndimage.gaussian_filter(suv, SMOOTH_FWHM_MM / 2.3548 / sp)
+    tissue = (smooth > SOFT_TISSUE_SUV[0]) & (smooth < SOFT_TISSUE_SUV[1])
+    # Windows that lie wholly in the tissue, so that an organ's edge does not count as noise.
+    inside = ndimage.binary_erosion(tissue, np.ones((1, WINDOW + 2, WINDOW + 2), bool))
+    if inside.sum() < 100:
+        raise ValueError(f"fewer than 100 voxels of soft tissue (SUV {SOFT_TISSUE_SUV[0]:g}-{SOFT_TISSUE_SUV[1]:g}) "
+                         "away from its edges: is this a PET in SUV?")
+    size = (1, WINDOW, WINDOW)
+    mean = ndimage.uniform_filter(suv, size)
+    n = WINDOW * WINDOW
+    variance = (ndimage.uniform_filter(suv * suv, size) - mean * mean) * n / (n - 1)  # unbiased per window
+    # Pooled: the mean of the windows' variances, which white noise of one SD gives without bias.
+    return float(np.sqrt(np.mean(variance[inside])) / np.mean(mean[inside])), int(inside.sum())
+
+
 def real_pet(path: str) -> tuple[np.ndarray, tuple, str]:
     image = read_volume(path, "pet")
     factor = suv_info(image).factor
@@ -71,19 +103,39 @@ def simulated_pet(anatomy_seed: int | None) -> tuple[np.ndarray, tuple, str]:
     return suv, (SLICE_MM, PET_PIXEL_MM, PET_PIXEL_MM), f"{PET_PIXEL_MM:.2f} x {PET_PIXEL_MM:.2f} x {SLICE_MM:.2f} mm"
 
 
+def flagged_share(path: str) -> dict[str, float]:
+    """PET-alone runs of a ``clinical.py --json`` file: the share of slices flagged, by input."""
+    runs = json.loads(Path(path).read_text())["runs"]
+    return {str(Path(r["input"])): r["flagged_pct"] for r in runs if r["kind"] == "PET alone"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pet", nargs="*", default=[], help="real PET volumes (file or DICOM folder) with SUV metadata")
     ap.add_argument("--phantoms", type=int, nargs="*", default=[], help="anatomy seeds of clean simulated PETs (-1: sample patient)")
+    ap.add_argument("--studies", type=Path, help="the PETs of a studies folder (see clinical.py --studies)")
+    ap.add_argument("--soft-tissue", action="store_true", help="voxel noise of the soft tissue instead of the liver CoV")
+    ap.add_argument("--flags", help="a clinical.py --json file: each PET's share of slices flagged when shown alone")
     args = ap.parse_args()
 
+    if args.studies:
+        from clinical import studies_in  # a sibling benchmark
+
+        args.pet += [str(pet) for _, pet in studies_in(args.studies)]
+    sources = [(p, lambda p=p: real_pet(p)) for p in args.pet]
+    sources += [(f"simulated clean, anatomy {'sample' if s < 0 else s}", lambda s=s: simulated_pet(None if s < 0 else s))
+                for s in args.phantoms]
+    if args.soft_tissue:
+        soft_tissue_table(sources, flagged_share(args.flags) if args.flags else {})
+    else:
+        liver_table(sources)
+
+
+def liver_table(sources) -> None:
     anchor = ANCHORS["pet_low_counts"]
     print(f"label rule: liver CoV ok {anchor.ok:g}, bad {anchor.bad:g} (flagged from here), worst {anchor.worst:g}\n")
     print("| PET | voxels | VOI mean SUV | VOI depth (mm) | liver CoV | rule's drop | clean picture scored |")
     print("|---|---|---|---|---|---|---|")
-    sources = [(p, lambda p=p: real_pet(p)) for p in args.pet]
-    sources += [(f"simulated clean, anatomy {'sample' if s < 0 else s}", lambda s=s: simulated_pet(None if s < 0 else s))
-                for s in args.phantoms]
     for name, load in sources:
         suv, spacing, voxels = load()
         cov, mean, depth = liver_voi_cov(suv, spacing)
@@ -91,6 +143,22 @@ def main() -> None:
         score = CLEAN_MOS - drop
         print(f"| {name} | {voxels} | {mean:.2f} | {depth:.0f} | {cov:.3f} | {drop:.2f} | "
               f"{score:.2f}{' (flagged)' if score < FLAG_AT else ''} |")
+
+
+def soft_tissue_table(sources, flagged: dict[str, float]) -> None:
+    print("| PET | voxels | soft-tissue voxels measured | soft-tissue noise (window SD / mean) | flagged alone |")
+    print("|---|---|---|---|---|")
+    pairs = []
+    for name, load in sources:
+        suv, spacing, voxels = load()
+        cov, n = soft_tissue_cov(suv, spacing)
+        share = flagged.get(str(Path(name)))
+        if share is not None:
+            pairs.append((cov, share))
+        print(f"| {name} | {voxels} | {n} | {cov:.3f} | {'-' if share is None else f'{share:.1f} %'} |", flush=True)
+    if len(pairs) > 2:
+        rho = stats.spearmanr(*zip(*pairs)).statistic
+        print(f"\nSpearman rank correlation of noise and share flagged, {len(pairs)} PETs: {rho:.2f}")
 
 
 if __name__ == "__main__":

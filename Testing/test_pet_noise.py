@@ -3,7 +3,13 @@
 import json
 
 import numpy as np
+import pydicom
 import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from test_volumes import pet_array, write_dicom_series
+
+from msiqa.volumes import read_volume
 
 SPACING = (3.0, 4.0, 4.0)  # k, j, i (mm)
 
@@ -68,3 +74,25 @@ def test_flags_are_read_for_the_pets_shown_alone(pet_noise, tmp_path):
             {"kind": "PET/CT", "input": "/data/STS_004/CT/image + /data/STS_004/PET/image", "flagged_pct": 0.0}]
     (tmp_path / "flags.json").write_text(json.dumps({"model": {}, "runs": runs}))
     assert pet_noise.flagged_share(tmp_path / "flags.json") == {"/data/STS_004/PET/image": 2.5}
+
+
+
+def dicom_pet(folder, dose_bq: float | None):
+    """A DICOM PET series of 4 x 4 x 3 mm voxels, 100 kg, 3 min frames, ``dose_bq`` injected (None: not recorded)."""
+    bits = {"0028|0100": "16", "0028|0101": "16", "0028|0102": "15", "0028|0103": "1"}
+    write_dicom_series(folder, pet_array(), (4.0, 4.0, 3.0), (0.0, 0.0, 0.0), "PT", 2.0, 0, bits)
+    for f in sorted(folder.iterdir()):
+        ds = pydicom.dcmread(str(f))
+        ds.PatientWeight, ds.ActualFrameDuration = 100.0, 180000
+        if dose_bq is not None:
+            rp = Dataset()
+            rp.RadionuclideTotalDose = dose_bq
+            ds.RadiopharmaceuticalInformationSequence = Sequence([rp])
+        ds.save_as(str(f))
+    return read_volume(folder, "PET")
+
+
+def test_acquired_counts_are_read_from_a_dicom_pets_tags(pet_noise, tmp_path):
+    # 400 MBq / 100 kg x 3 min x (4 x 4 x 3 mm = 0.048 mL)
+    assert pet_noise.acquired_counts(dicom_pet(tmp_path / "a", 4.0e8)) == pytest.approx(4.0 * 3.0 * 0.048)
+    assert pet_noise.acquired_counts(dicom_pet(tmp_path / "b", None)) is None

@@ -10,7 +10,7 @@ the PET's own voxels in it. For each it prints the score drop the rule gives tha
 score a clean picture (CLEAN_MOS) would then get. ``--phantoms``: anatomy seeds of clean simulated
 studies (-1: the sample study's patient).
 
-    python benchmarks/pet_noise.py --soft-tissue --studies IBSI_VALIDATION [--flags CLINICAL_JSON]
+    python benchmarks/pet_noise.py --soft-tissue --studies IBSI_VALIDATION [--exclude ID ...] [--flags CLINICAL_JSON]
 
 A PET cropped around a limb tumour has no liver in view. ``--soft-tissue`` measures instead the
 voxel noise of its soft tissue (muscle-like uptake, SUV 0.5-2 after the same smoothing): the SD within
@@ -18,7 +18,8 @@ voxel noise of its soft tissue (muscle-like uptake, SUV 0.5-2 after the same smo
 noise over more than a window), but it ranks PETs of one scanner by how noisy their voxels are.
 ``--studies`` takes the PETs of a studies folder as ``clinical.py`` does; ``--flags`` puts beside
 each PET the share of its slices that ``clinical.py --json`` found flagged when it was shown alone,
-and closes with their rank correlation.
+and closes with their rank correlation. From a DICOM PET's tags it also gives what a voxel's counts
+scale with (injected MBq per kg x frame minutes x voxel mL), against which the noise should fall.
 """
 
 from __future__ import annotations
@@ -87,20 +88,39 @@ def soft_tissue_cov(suv: np.ndarray, spacing_kji) -> tuple[float, int]:
     return float(np.sqrt(np.mean(variance[inside])) / np.mean(mean[inside])), int(inside.sum())
 
 
-def real_pet(path: str) -> tuple[np.ndarray, tuple, str]:
+def real_pet(path: str) -> tuple[np.ndarray, tuple, str, float | None]:
     image = read_volume(path, "pet")
     factor = suv_info(image).factor
     if factor is None:
         raise SystemExit(f"{path}: no SUV scaling in its metadata; the liver window needs SUV")
     sx, sy, sz = image.GetSpacing()
-    return sitk.GetArrayFromImage(image) * factor, (sz, sy, sx), f"{sx:.2f} x {sy:.2f} x {sz:.2f} mm"
+    return (sitk.GetArrayFromImage(image) * factor, (sz, sy, sx), f"{sx:.2f} x {sy:.2f} x {sz:.2f} mm",
+            acquired_counts(image))
 
 
-def simulated_pet(anatomy_seed: int | None) -> tuple[np.ndarray, tuple, str]:
+def acquired_counts(image: sitk.Image) -> float | None:
+    """Injected MBq per kg x frame minutes x voxel mL, from a DICOM PET's first file: what a voxel's
+    counts scale with (the uptake time aside), so what its noise should fall with. None if not DICOM
+    or a tag is missing."""
+    if "msiqa_first_file" not in image.GetMetaDataKeys():
+        return None
+    import pydicom
+
+    ds = pydicom.dcmread(image.GetMetaData("msiqa_first_file"), stop_before_pixels=True)
+    try:
+        dose = float(ds.RadiopharmaceuticalInformationSequence[0].RadionuclideTotalDose)
+        weight, frame_ms = float(ds.PatientWeight), float(ds.ActualFrameDuration)
+        voxel_ml = float(ds.PixelSpacing[0]) * float(ds.PixelSpacing[1]) * float(ds.SliceThickness) / 1000.0
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+    return dose / 1e6 / weight * frame_ms / 60000.0 * voxel_ml if weight > 0 else None
+
+
+def simulated_pet(anatomy_seed: int | None) -> tuple[np.ndarray, tuple, str, None]:
     ph = make_phantom(anatomy_seed)
     ks = np.arange(N_SLICES)
     suv = scan_pet(ph, ks, seed=0, acqs=[Acquisition()] * N_SLICES) * ph.suv_per_bqml
-    return suv, (SLICE_MM, PET_PIXEL_MM, PET_PIXEL_MM), f"{PET_PIXEL_MM:.2f} x {PET_PIXEL_MM:.2f} x {SLICE_MM:.2f} mm"
+    return suv, (SLICE_MM, PET_PIXEL_MM, PET_PIXEL_MM), f"{PET_PIXEL_MM:.2f} x {PET_PIXEL_MM:.2f} x {SLICE_MM:.2f} mm", None
 
 
 def flagged_share(path: str) -> dict[str, float]:
@@ -114,6 +134,7 @@ def main() -> None:
     ap.add_argument("--pet", nargs="*", default=[], help="real PET volumes (file or DICOM folder) with SUV metadata")
     ap.add_argument("--phantoms", type=int, nargs="*", default=[], help="anatomy seeds of clean simulated PETs (-1: sample patient)")
     ap.add_argument("--studies", type=Path, help="the PETs of a studies folder (see clinical.py --studies)")
+    ap.add_argument("--exclude", nargs="*", default=[], metavar="ID", help="patients of --studies left out")
     ap.add_argument("--soft-tissue", action="store_true", help="voxel noise of the soft tissue instead of the liver CoV")
     ap.add_argument("--flags", help="a clinical.py --json file: each PET's share of slices flagged when shown alone")
     args = ap.parse_args()
@@ -121,7 +142,7 @@ def main() -> None:
     if args.studies:
         from clinical import studies_in  # a sibling benchmark
 
-        args.pet += [str(pet) for _, pet in studies_in(args.studies)]
+        args.pet += [str(pet) for _, pet in studies_in(args.studies, exclude=tuple(args.exclude))]
     sources = [(p, lambda p=p: real_pet(p)) for p in args.pet]
     sources += [(f"simulated clean, anatomy {'sample' if s < 0 else s}", lambda s=s: simulated_pet(None if s < 0 else s))
                 for s in args.phantoms]
@@ -137,7 +158,7 @@ def liver_table(sources) -> None:
     print("| PET | voxels | VOI mean SUV | VOI depth (mm) | liver CoV | rule's drop | clean picture scored |")
     print("|---|---|---|---|---|---|---|")
     for name, load in sources:
-        suv, spacing, voxels = load()
+        suv, spacing, voxels, _ = load()
         cov, mean, depth = liver_voi_cov(suv, spacing)
         drop = anchor.drop(cov)
         score = CLEAN_MOS - drop
@@ -146,19 +167,22 @@ def liver_table(sources) -> None:
 
 
 def soft_tissue_table(sources, flagged: dict[str, float]) -> None:
-    print("| PET | voxels | soft-tissue voxels measured | soft-tissue noise (window SD / mean) | flagged alone |")
-    print("|---|---|---|---|---|")
-    pairs = []
+    print("| PET | voxels | soft-tissue voxels measured | soft-tissue noise (window SD / mean) "
+          "| acquired MBq min mL / kg per voxel | flagged alone |")
+    print("|---|---|---|---|---|---|")
+    rows = []
     for name, load in sources:
-        suv, spacing, voxels = load()
+        suv, spacing, voxels, counts = load()
         cov, n = soft_tissue_cov(suv, spacing)
         share = flagged.get(str(Path(name)))
-        if share is not None:
-            pairs.append((cov, share))
-        print(f"| {name} | {voxels} | {n} | {cov:.3f} | {'-' if share is None else f'{share:.1f} %'} |", flush=True)
-    if len(pairs) > 2:
-        rho = stats.spearmanr(*zip(*pairs)).statistic
-        print(f"\nSpearman rank correlation of noise and share flagged, {len(pairs)} PETs: {rho:.2f}")
+        rows.append((cov, counts, share))
+        print(f"| {name} | {voxels} | {n} | {cov:.3f} | {'-' if counts is None else f'{counts:.3f}'} "
+              f"| {'-' if share is None else f'{share:.1f} %'} |", flush=True)
+    for what, k in (("acquired counts per voxel", 1), ("share flagged", 2)):
+        pairs = [(r[0], r[k]) for r in rows if r[k] is not None]
+        if len(pairs) > 2:
+            print(f"Spearman rank correlation of noise and {what}, {len(pairs)} PETs: "
+                  f"{stats.spearmanr(*zip(*pairs)).statistic:.2f}")
 
 
 if __name__ == "__main__":

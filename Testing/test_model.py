@@ -94,3 +94,24 @@ def test_the_card_records_the_refit_and_the_network_it_started_from(bundled_mode
     assert refit["score_clinical_floor"] > 2.0  # above the flag threshold
     clinical = bundled_model.card["training_data"]["clinical_studies"]
     assert clinical["refit_clean_volumes"]["volumes"] == shown and "Not distributed" in clinical["refit_clean_volumes"]["source"]
+
+
+def test_a_weight_beyond_float16_is_refused_before_any_file_is_written(tmp_path):
+    # A refit once fitted a cause weight past 65504: in float16 it became inf, every cause NaN, and
+    # every slice, flagged or not, was named "none".
+    import torch
+
+    from msiqa.errors import WeightsError
+    from msiqa.models import create_model
+    from msiqa.weights import load_model, save_model
+
+    net = create_model("compact", branches="cnn")
+    with torch.no_grad():
+        next(p for n, p in net.named_parameters() if n.startswith("score."))[0].view(-1)[0] = 1e6
+    name = next(n for n, _ in net.named_parameters() if n.startswith("score."))
+    with pytest.raises(WeightsError, match=rf"{name} does not fit in float16.*float32"):
+        save_model(net, tmp_path / "big.safetensors", {"name": "big"})
+    assert list(tmp_path.iterdir()) == []
+    save_model(net, tmp_path / "big.safetensors", {"name": "big"}, half=False)
+    loaded = load_model(tmp_path / "big.safetensors")
+    assert float(loaded.net.state_dict()[name].view(-1)[0]) == 1e6

@@ -77,6 +77,13 @@ def save_model(net: MSIQANet | MSIQAEnsemble, path: str | Path, card: dict[str, 
         k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
         for k, v in net.state_dict().items()
     }
+    # A weight beyond float16's range turns into inf, and the model into NaN scores or causes that
+    # read as "none": refuse to write it rather than ship a model that fails silently.
+    overflow = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if overflow:
+        raise WeightsError(f"not writing {path.name}: {', '.join(overflow)} "
+                           f"{'do' if len(overflow) > 1 else 'does'} not fit in {str(dtype).removeprefix('torch.')} "
+                           "(a weight is infinite or NaN). Write it in float32, or fit that layer with a larger penalty.")
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata={"format": "pt"})
     os.replace(tmp, path)

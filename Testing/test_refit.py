@@ -81,6 +81,19 @@ def test_fit_cause_head_separates_the_causes_it_has_examples_of_and_never_names_
     assert set(anywhere) <= set(counts)
 
 
+
+def test_fit_cause_head_leaves_out_a_feature_that_hardly_varies():
+    # A channel all but dead on the examples, whose last digits still follow the cause: fitted on
+    # its own scale, it would take a weight past float16's 65504.
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1, 8], 60)
+    x = rng.normal(0, 1, (len(y), 8)) + 2.0 * np.eye(3)[np.searchsorted([0, 1, 8], y)] @ rng.normal(0, 1, (3, 8))
+    dead = 0.5 + 1e-7 * (y == 8) + 1e-9 * rng.normal(size=len(y))
+    w, b = fit_cause_head(np.column_stack([x, dead]).astype(np.float64), y, len(CAUSES), l2=1e-3, none_weight=1.0)
+    assert torch.isfinite(w.half()).all() and float(w.abs().max()) < 1e3
+    assert torch.all(w[:, -1] == 0)
+    assert ((torch.from_numpy(x).float() @ w[:, :-1].T + b).argmax(1).numpy() == y).mean() > 0.8
+
 def test_fit_cause_head_needs_clean_examples_and_a_fault():
     from msiqa.errors import InputError
 

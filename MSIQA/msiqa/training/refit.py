@@ -170,7 +170,11 @@ def fit_cause_head(features: np.ndarray, causes: np.ndarray, n_causes: int, l2: 
     weight = torch.where(counts > 0, 1.0 / counts.clamp_min(1), torch.zeros_like(counts))
     weight[none] *= none_weight * ((counts > 0).sum() - 1)
     mu, sd = x.mean(0), x.std(0) + 1e-6
-    xs = (x - mu) / sd
+    # A feature that hardly varies over the examples (a channel the network all but never uses) is
+    # left out: standardised, its rounding noise could be fitted, and the weight it ends with on the
+    # network's own scale, w / sd, can pass what float16 holds (it did, on a seed-3 network).
+    live = sd > 1e-2 * sd.median()
+    xs = (x - mu) / sd * live
     w = torch.zeros(n_causes, x.shape[1], dtype=torch.float64, requires_grad=True)
     b = torch.zeros(n_causes, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], max_iter=500, tolerance_grad=1e-9, line_search_fn="strong_wolfe")

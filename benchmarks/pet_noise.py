@@ -92,7 +92,7 @@ def real_pet(path: str) -> tuple[np.ndarray, tuple, str, float | None]:
     image = read_volume(path, "pet")
     factor = suv_info(image).factor
     if factor is None:
-        raise SystemExit(f"{path}: no SUV scaling in its metadata; the liver window needs SUV")
+        raise SystemExit(f"{path}: no SUV scaling in its metadata; the liver and soft-tissue windows are in SUV")
     sx, sy, sz = image.GetSpacing()
     return (sitk.GetArrayFromImage(image) * factor, (sz, sy, sx), f"{sx:.2f} x {sy:.2f} x {sz:.2f} mm",
             acquired_counts(image))

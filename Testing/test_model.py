@@ -106,9 +106,9 @@ def test_a_weight_beyond_float16_is_refused_before_any_file_is_written(tmp_path)
     from msiqa.weights import load_model, save_model
 
     net = create_model("compact", branches="cnn")
+    name, weight = next((n, p) for n, p in net.named_parameters() if n.startswith("score."))
     with torch.no_grad():
-        next(p for n, p in net.named_parameters() if n.startswith("score."))[0].view(-1)[0] = 1e6
-    name = next(n for n, _ in net.named_parameters() if n.startswith("score."))
+        weight.view(-1)[0] = 1e6
     with pytest.raises(WeightsError, match=rf"{name} does not fit in float16.*float32"):
         save_model(net, tmp_path / "big.safetensors", {"name": "big"})
     assert list(tmp_path.iterdir()) == []

@@ -81,7 +81,6 @@ def test_fit_cause_head_separates_the_causes_it_has_examples_of_and_never_names_
     assert set(anywhere) <= set(counts)
 
 
-
 def test_fit_cause_head_leaves_out_a_feature_that_hardly_varies():
     # A channel all but dead on the examples, whose last digits still follow the cause: fitted on
     # its own scale, it would take a weight past float16's 65504.
@@ -93,6 +92,7 @@ def test_fit_cause_head_leaves_out_a_feature_that_hardly_varies():
     assert torch.isfinite(w.half()).all() and float(w.abs().max()) < 1e3
     assert torch.all(w[:, -1] == 0)
     assert ((torch.from_numpy(x).float() @ w[:, :-1].T + b).argmax(1).numpy() == y).mean() > 0.8
+
 
 def test_fit_cause_head_needs_clean_examples_and_a_fault():
     from msiqa.errors import InputError

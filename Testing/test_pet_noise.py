@@ -76,7 +76,6 @@ def test_flags_are_read_for_the_pets_shown_alone(pet_noise, tmp_path):
     assert pet_noise.flagged_share(tmp_path / "flags.json") == {"/data/STS_004/PET/image": 2.5}
 
 
-
 def dicom_pet(folder, dose_bq: float | None):
     """A DICOM PET series of 4 x 4 x 3 mm voxels, 100 kg, 3 min frames, ``dose_bq`` injected (None: not recorded)."""
     bits = {"0028|0100": "16", "0028|0101": "16", "0028|0102": "15", "0028|0103": "1"}

@@ -144,6 +144,42 @@ def test_scanner_made_groups_carry_the_label_drop_they_are_named_by():
         assert b.drops[1:] == sorted(b.drops[1:])  # five severities, mildest first
 
 
+def test_real_petct_is_shown_again_with_an_attenuation_cts_noise_held_clean_and_named_by_the_rule():
+    """clean_ct_noise_hu: each real PET/CT slice shown clean comes a second time with that much CT grain
+    added before fusion, held as clean and named as the label rule names that noise; the rule may not
+    score that noise below the floor it is held at."""
+    from msiqa.render import RenderSettings
+    from msiqa.sample_data import load_sample_study
+    from msiqa.training.train import TrainConfig
+
+    study = load_sample_study()
+    recipe = TrainConfig(phantom_anatomies=[], physical_anatomies=[])
+    entry = {"ct": study.ct_path.name, "pet": study.pet_path.name}
+
+    def shown(**extra):
+        config = RefitConfig(physical_noise_seeds=[], clean_volumes=[entry], clinical_every=50, **extra)
+        return list(refit_slices.training_slices(recipe, config, study.ct_path.parent, log=lambda m: None))
+
+    plain, noisy = shown(), shown(clean_ct_noise_hu=40.0, score_clinical_floor=2.5)
+    assert len(plain) == 6 and len(noisy) == 9  # 3 slices as PET/CT and CT alone, and each PET/CT again
+    assert all(b.source == refit_slices.CLINICAL_CLEAN for b in plain + noisy)
+    assert [b.causes for b in plain] == [["none"]] * 6
+    assert [b.causes for b in noisy] == [["none"], ["ct_low_dose"], ["none"]] * 3
+    grey_per_hu = 255 / RenderSettings().window
+    for i, (clean, grainy, ct) in enumerate(zip(noisy[0::3], noisy[1::3], noisy[2::3])):
+        assert np.array_equal(clean.pictures, plain[2 * i].pictures)
+        assert np.array_equal(ct.pictures, plain[2 * i + 1].pictures)
+        a, b = clean.pictures[0].astype(float), grainy.pictures[0].astype(float)
+        inside = (a.min(axis=-1) > 20) & (a.max(axis=-1) < 235)  # grey the window does not clip
+        change = np.median(np.abs(b - a)[inside]) / 0.6745  # a robust SD, in grey levels
+        # PET/CT shows the CT's grey at 1 - pet_alpha of its strength, under the PET's colour
+        assert 0.35 * 40 * grey_per_hu < change < (1 - RenderSettings().pet_alpha) * 40 * grey_per_hu
+    with pytest.raises(ValueError, match="scores 60 HU of added CT noise at 1.90, below score_clinical_floor 2.5"):
+        RefitConfig(clean_ct_noise_hu=60, score_clinical_floor=2.5)
+    with pytest.raises(ValueError, match="give a positive HU and the floor"):
+        RefitConfig(clean_ct_noise_hu=40)
+
+
 def test_the_weight_head_learns_to_peak_on_the_faulted_cells_and_holds_the_other_maps():
     """Grids where one feature marks the faulted cells, but the trained head looks at another: the
     fit must move each grid's peak into its fault while the held grids' logits stay near theirs."""

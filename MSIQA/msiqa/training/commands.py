@@ -258,7 +258,7 @@ def _refit(args: argparse.Namespace) -> int:
         raise InputError("refit: give the weight head's neighbourhood as --weight-context K, not in --refit-options.")
     try:
         config = RefitConfig(**args.refit_options, weight_context=args.weight_context)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise InputError(f"refit: --refit-options: {e}; the fields are those of "
                          "msiqa.training.refit_slices.RefitConfig.") from None
     if config.score_clinical_floor is not None and samples is None:

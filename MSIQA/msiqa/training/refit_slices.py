@@ -15,8 +15,8 @@ import numpy as np
 
 from ..errors import InputError
 from .datasets import best_of_each_scene
-from .labels import NAMED_FROM
-from .layer_faults import Layers
+from .labels import ANCHORS, CLEAN_MOS, NAMED_FROM
+from .layer_faults import Layers, ct_low_dose
 from .named_faults import body_region, causes_for, fault_picture
 from .phantom_bank import (MODES, check_clinical_entry, clinical_study, random_pet_voxel_mm, render_layers,
                           simulate_slices)
@@ -56,6 +56,11 @@ class RefitConfig:
     # A number: every real clean slice (the recipe's clinical volumes and clean_volumes) is held no
     # lower than this score, so the layer may learn to pass real studies the trained network flagged.
     score_clinical_floor: float | None = None
+    # HU > 0: every real PET/CT slice shown clean is shown again with this much CT low-dose noise added
+    # (layer_faults.ct_low_dose's grain, SD per pixel), held at score_clinical_floor as well. The CT of a
+    # PET/CT is a low-dose attenuation CT: the noisiest of the 51 IBSI studies has 47 HU per pixel, the 24
+    # shown clean 34 HU at most, and the label rule scores 40 HU added at 2.75 (benchmarks/RESULTS.md, rule 29).
+    clean_ct_noise_hu: float = 0.0
     score_ridges: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0])
     # Weight head (msiqa refit --weight-head): local faults in squares of these sizes, on each labelled
     # scene's best picture (every family, this many each) and on the recipe's simulated patients
@@ -73,6 +78,18 @@ class RefitConfig:
     # (NetConfig.weight_context; the network's card records it).
     weight_context: int = 0
     seed: int = 1234
+
+    def __post_init__(self):
+        if not self.clean_ct_noise_hu:
+            return
+        if self.clean_ct_noise_hu < 0 or self.score_clinical_floor is None:
+            raise ValueError(f"clean_ct_noise_hu ({self.clean_ct_noise_hu}) adds that many HU of CT noise to real "
+                             "PET/CT slices held at score_clinical_floor: give a positive HU and the floor")
+        hu, labelled = self.clean_ct_noise_hu, CLEAN_MOS - ANCHORS["ct_low_dose"].drop(self.clean_ct_noise_hu)
+        if labelled < self.score_clinical_floor:
+            raise ValueError(f"the label rule scores {hu:g} HU of added CT noise at {labelled:.2f}, "
+                             f"below score_clinical_floor {self.score_clinical_floor:g}: a refit holds no fault "
+                             "above its label; give less noise or a lower floor")
 
 
 @dataclass
@@ -144,7 +161,16 @@ def training_slices(recipe: TrainConfig, config: RefitConfig, clinical_root: str
         for s in clinical_study(volume, clinical_root, config.clinical_every):
             for m in s.modes:  # a PET alone has its own picture size
                 yield Batch(render_layers(s.layers(m))[None], ["none"], CLINICAL_CLEAN)
+                if m == "petct" and config.clean_ct_noise_hu:
+                    yield attenuation_ct_noise(s.layers(m), config.clean_ct_noise_hu, rng)
         log(f"refit: clinical {', '.join(map(str, volume.values()))}")
+
+
+def attenuation_ct_noise(layers: Layers, hu: float, rng: np.random.Generator) -> Batch:
+    """A real PET/CT slice with ``hu`` of CT low-dose noise added before fusion, shown as clean (held at
+    the clinical floor) and named as the label rule names that much noise."""
+    noisy, applied = ct_low_dose(layers, rng, (hu - 15.0) / 135.0)  # the fault's SD is 15 + 135 x strength
+    return Batch(render_layers(noisy)[None], ["ct_low_dose" if applied.drop >= NAMED_FROM else "none"], CLINICAL_CLEAN)
 
 
 def pointing_pictures(samples, config: RefitConfig) -> Iterator[np.ndarray]:

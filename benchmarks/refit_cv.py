@@ -64,7 +64,7 @@ def main() -> None:
     got = {"trained": [], "refitted": []}
     try:
         config = RefitConfig(**args.refit_options)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         sys.exit(f"--refit-options: {e}; the fields are those of msiqa.training.refit_slices.RefitConfig")
     # The fit's whole slices depend on the recipe and these options alone: rendered once for every network.
     slices = list(training_slices(recipe, config, args.clinical_root, log=lambda m: None))

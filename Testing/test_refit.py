@@ -391,6 +391,9 @@ def test_refit_command_refuses_what_it_cannot_refit_and_writes_nothing(small_rec
     assert cli.main(["refit", str(small_recipe_model), "--out", str(tmp_path / "r.safetensors"),
                      "--refit-options", '{"score_clinical_floor": 2.5}']) == 2
     assert "give --score-layer" in capsys.readouterr().err
+    assert cli.main(["refit", str(small_recipe_model), "--out", str(tmp_path / "r.safetensors"),
+                     "--refit-options", '{"clean_ct_noise_hu": 60, "score_clinical_floor": 2.5}']) == 2
+    assert "the label rule scores 60 HU of added CT noise at 1.90" in capsys.readouterr().err
     for entry, said in (({"pet": "nowhere.nrrd"}, "nowhere.nrrd is not in --clinical-root"),
                         ({"mr": "x.nrrd"}, "maps 'ct' and / or 'pet' to paths"),
                         ({"pet": ["a.nrrd"], "ct": "b.nrrd"}, "one role with a list of volumes")):

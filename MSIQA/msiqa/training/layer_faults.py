@@ -82,11 +82,22 @@ def pet_low_counts(x: Layers, rng: np.random.Generator, s: float, region: Region
     return out, Applied("pet_low_counts", "pet_low_counts", cov)
 
 
+# CT low dose: the added noise SD (HU) at strength 0 and 1.
+CT_NOISE_SD = (15.0, 150.0)
+
+
+def ct_low_dose_strength(sd_hu: float) -> float:
+    """The strength at which ``ct_low_dose`` adds ``sd_hu`` of noise."""
+    lo, hi = CT_NOISE_SD
+    return (sd_hu - lo) / (hi - lo)
+
+
 def ct_low_dose(x: Layers, rng: np.random.Generator, s: float, region: Region = None) -> tuple[Layers, Applied]:
     """Quantum noise of a low-dose CT: filtered back-projection makes it high-pass (fine grain
     with a ~1 mm texture, no low frequencies); past half severity photon starvation adds
     streaks along the widest (lateral) direction."""
-    sd = 15.0 + 135.0 * s
+    lo, hi = CT_NOISE_SD
+    sd = lo + (hi - lo) * s
     white = rng.normal(0.0, 1.0, x.ct_hu.shape)
     grain = ndimage.gaussian_filter(white, 0.5 / x.px_mm) - ndimage.gaussian_filter(white, 3.0 / x.px_mm)
     grain /= grain.std() + 1e-9

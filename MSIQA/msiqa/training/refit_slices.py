@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import InputError
 from .datasets import best_of_each_scene
 from .labels import ANCHORS, CLEAN_MOS, NAMED_FROM
-from .layer_faults import Layers, ct_low_dose
+from .layer_faults import Layers, ct_low_dose, ct_low_dose_strength
 from .named_faults import body_region, causes_for, fault_picture
 from .phantom_bank import (MODES, check_clinical_entry, clinical_study, random_pet_voxel_mm, render_layers,
                           simulate_slices)
@@ -171,7 +171,7 @@ def training_slices(recipe: TrainConfig, config: RefitConfig, clinical_root: str
 def attenuation_ct_noise(layers: Layers, hu: float, rng: np.random.Generator) -> Batch:
     """A real PET/CT slice with ``hu`` of CT low-dose noise added before fusion, shown as clean (held at
     the clinical floor) and named as the label rule names that much noise."""
-    noisy, applied = ct_low_dose(layers, rng, (hu - 15.0) / 135.0)  # the fault's SD is 15 + 135 x strength
+    noisy, applied = ct_low_dose(layers, rng, ct_low_dose_strength(hu))
     return Batch(render_layers(noisy)[None], ["ct_low_dose" if applied.drop >= NAMED_FROM else "none"], CLINICAL_CLEAN)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import InputError
 from .datasets import best_of_each_scene
-from .labels import ANCHORS, CLEAN_MOS, NAMED_FROM
+from .labels import ANCHORS, CLEAN_MOS, NAMED_FROM, faulted_score
 from .layer_faults import Layers, ct_low_dose, ct_low_dose_strength
 from .named_faults import body_region, causes_for, fault_picture
 from .phantom_bank import (MODES, check_clinical_entry, clinical_study, random_pet_voxel_mm, render_layers,
@@ -87,7 +87,8 @@ class RefitConfig:
         if self.clean_ct_noise_hu < 0 or self.score_clinical_floor is None:
             raise ValueError(f"clean_ct_noise_hu ({self.clean_ct_noise_hu}) adds that many HU of CT noise to real "
                              "PET/CT slices held at score_clinical_floor: give a positive HU and the floor")
-        hu, labelled = self.clean_ct_noise_hu, CLEAN_MOS - ANCHORS["ct_low_dose"].drop(self.clean_ct_noise_hu)
+        hu = self.clean_ct_noise_hu
+        labelled = faulted_score(CLEAN_MOS, ANCHORS["ct_low_dose"].drop(hu))
         if labelled < self.score_clinical_floor:
             raise ValueError(f"the label rule scores {hu:g} HU of added CT noise at {labelled:.2f}, "
                              f"below score_clinical_floor {self.score_clinical_floor:g}: a refit holds no fault "
@@ -162,9 +163,10 @@ def training_slices(recipe: TrainConfig, config: RefitConfig, clinical_root: str
     for volume in volumes:
         for s in clinical_study(volume, clinical_root, config.clinical_every):
             for m in s.modes:  # a PET alone has its own picture size
-                yield Batch(render_layers(s.layers(m))[None], ["none"], CLINICAL_CLEAN)
+                layers = s.layers(m)
+                yield Batch(render_layers(layers)[None], ["none"], CLINICAL_CLEAN)
                 if m == "petct" and config.clean_ct_noise_hu:
-                    yield attenuation_ct_noise(s.layers(m), config.clean_ct_noise_hu, rng)
+                    yield attenuation_ct_noise(layers, config.clean_ct_noise_hu, rng)
         log(f"refit: clinical {', '.join(map(str, volume.values()))}")
 
 

@@ -14,7 +14,8 @@ from PIL import Image
 from msiqa.causes import CAUSES
 from msiqa.training import refit_slices
 from msiqa.training.labels import NAMED_FROM
-from msiqa.training.refit import _at_most_label, fit_cause_head, fit_score_layer, fit_weight_head, pick_ridge
+from msiqa.training.refit import (_at_most_label, fit_cause_head, fit_score_head, fit_score_layer, fit_weight_head,
+                                  pick_ridge)
 from msiqa.training.refit_slices import RefitConfig
 from msiqa.weights import load_model
 
@@ -119,6 +120,42 @@ def test_the_score_layer_learns_the_labels_and_holds_the_anchored_slices():
     scenes = np.repeat(np.arange(6), 10)
     ridge, found = pick_ridge(cells, mos, scenes, held, held_scores, a0, [0.01, 1e4], 1.0)
     assert ridge == 0.01 and found[0.01] > found[1e4]  # a huge ridge keeps the old layer, which ranks worse
+
+
+def _head(seed: int) -> torch.nn.Sequential:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Conv2d(4, 8, 1), torch.nn.GELU(), torch.nn.Conv2d(8, 1, 1))
+
+
+def test_the_whole_score_head_learns_what_no_layer_over_pooled_hidden_cells_can():
+    """Two kinds of slice whose cells differ in spread, not in mean: one target for each. The pooled
+    hidden cells of the given head tell them apart only through its GELU's curvature; fitting the
+    hidden convolution too makes the difference, and the ridge holds the head near where it started."""
+    rng = np.random.default_rng(0)
+    n, per = 40, 16
+    spread = np.repeat([0.2, 2.0], n // 2)  # quiet and noisy slices, alike on average
+    x = torch.from_numpy(rng.normal(0, 1, (n * per, 4)) * np.repeat(spread, per)[:, None]).float()
+    w = torch.from_numpy(rng.uniform(0.2, 1.0, n * per)).float()
+    s = torch.arange(n).repeat_interleave(per)
+    targets = np.where(spread > 1, 1.0, 3.0)
+    heads = [_head(0), _head(1)]
+    start = [[p.detach().clone() for p in h.parameters()] for h in heads]
+    with torch.no_grad():  # the best last layer over the given heads' pooled hidden cells (both side by side)
+        hidden = torch.cat([h[:2](x[:, :, None, None]).flatten(1) for h in heads], 1).double()
+        pooled = (torch.zeros(n, 16, dtype=torch.float64).index_add_(0, s, hidden * w[:, None].double())
+                  / torch.zeros(n, dtype=torch.float64).index_add_(0, s, w.double())[:, None]).numpy()
+    a, b = fit_score_layer(pooled, targets, np.zeros((0, 16)), np.zeros(0), np.zeros(16), 1e-4, 0.0)
+    layer_error = np.mean((pooled @ a + b - targets) ** 2)
+    free = fit_score_head(heads, [(x, w, s)] * 2, targets, np.ones(n), ridge=1e-4)
+    assert free["weighted_error_after"] < layer_error / 20
+    with torch.no_grad():  # the heads changed in place and score as the record says
+        cell = [h(x[:, :, None, None]).flatten() for h in heads]
+        scores = sum(torch.zeros(n).index_add_(0, s, c * w) / torch.zeros(n).index_add_(0, s, w) for c in cell) / 2
+    assert np.mean((scores.numpy() - targets) ** 2) == pytest.approx(free["weighted_error_after"], rel=1e-3)
+    heads = [_head(0), _head(1)]
+    held = fit_score_head(heads, [(x, w, s)] * 2, targets, np.ones(n), ridge=1e5)
+    assert held["head_moved"] < free["head_moved"] / 100
+    assert all(torch.allclose(p, q, atol=0.02) for h, st in zip(heads, start) for p, q in zip(h.parameters(), st))
 
 
 def test_scanner_made_faults_are_held_at_most_at_their_clean_versions_score_less_their_drop():
@@ -291,6 +328,24 @@ def test_refit_with_the_score_layer_changes_it_too_and_keeps_the_maps(small_reci
     a, b = _scored(source, new)
     assert np.array_equal(a.maps, b.maps)  # the heatmap is the trained network's
     assert not np.array_equal(a.scores, b.scores)
+
+
+def test_refit_with_the_whole_score_head_changes_both_its_layers_and_keeps_the_maps(small_recipe_model, tmp_path,
+                                                                                   monkeypatch):
+    folder = small_recipe_model.parent
+    labelled = ["--score-layer", str(folder / "images"), str(folder / "labels.csv")]
+    layer = _refitted(small_recipe_model, tmp_path / "layer", monkeypatch, *labelled)
+    head = _refitted(small_recipe_model, tmp_path / "head", monkeypatch, *labelled,
+                     "--refit-options", json.dumps({"score_hidden": True}))
+    assert _changed(head, load_model(small_recipe_model)) == {"cause.weight", "cause.bias", "score.0.weight",
+                                                              "score.0.bias", "score.2.weight", "score.2.bias"}
+    record = head.card["refit"]["score"]["hidden"]
+    assert record["slices"] == 18 + head.card["refit"]["score"]["held_slices"]
+    assert record["weighted_error_after"] < record["weighted_error_before"]
+    assert record["ridge"] == head.card["refit"]["score"]["ridge"] == layer.card["refit"]["score"]["ridge"]
+    assert layer.card["refit"]["score"].get("hidden") is None
+    a, b = _scored(layer, head)
+    assert np.array_equal(a.maps, b.maps) and not np.allclose(a.scores, b.scores)
 
 
 def test_refit_with_the_weight_head_moves_the_maps_onto_local_faults(small_recipe_model, tmp_path, monkeypatch):

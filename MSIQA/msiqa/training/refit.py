@@ -22,7 +22,9 @@ network's fused feature grid is computed once per slice; the heads are fitted on
   Fitted on the development pictures alone, the layer ranked held-out scenes better still but
   flagged none of the sample study's CT low dose, metal or CT motion. With
   ``RefitConfig.score_clinical_floor`` real clean slices are held no lower than that score instead:
-  the one place where the fit may move a flag, and only off a study of diagnostic quality.
+  the one place where the fit may move a flag, and only off a study of diagnostic quality. With
+  ``RefitConfig.score_hidden`` the whole score head is then fitted on the same objective, cell by
+  cell (``fit_score_head``): a nonlinear fit, where the layer alone is a linear one.
 """
 
 from __future__ import annotations
@@ -206,6 +208,65 @@ def fit_score_layer(cells: np.ndarray, mos: np.ndarray, held: np.ndarray, held_s
     return sol[:-1], float(sol[-1])
 
 
+def _score_cells(net: MSIQANet, grids: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fused grids [B, C, h, w] -> every cell's features [N, C], its map weight [N] and its slice [N]."""
+    cells, weights, slices, first = [], [], [], 0
+    with torch.inference_mode():
+        maps = [net.attention_map(f) for f in grids]
+    for f, w in zip(grids, maps):
+        cells.append(f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]))
+        weights.append(w.reshape(-1))
+        slices.append(torch.arange(first, first + f.shape[0]).repeat_interleave(f.shape[2] * f.shape[3]))
+        first += f.shape[0]
+    return torch.cat(cells).clone(), torch.cat(weights).clone(), torch.cat(slices)
+
+
+def fit_score_head(heads: Sequence[torch.nn.Sequential], cells: Sequence[tuple[torch.Tensor, ...]],
+                   targets: np.ndarray, slice_weights: np.ndarray, ridge: float, iterations: int = 100) -> dict:
+    """Fit each member's whole score head (both 1x1 convolutions, in place) so that the members' mean
+    slice score, sum(s * w) / sum(w) with s read cell by cell, meets ``targets`` in weighted least
+    squares, plus ``ridge`` times the members' mean squared distance from the heads as given.
+    ``cells``: per member, ``_score_cells`` of the same slices in the same order."""
+    t = torch.from_numpy(targets).double()
+    sw = torch.from_numpy(slice_weights).double()
+    start = [[p.detach().clone().flatten(1) if p.dim() > 1 else p.detach().clone() for p in
+              (h[0].weight, h[0].bias, h[2].weight, h[2].bias)] for h in heads]
+    params = [[q.clone().requires_grad_(True) for q in member] for member in start]
+    totals = [torch.zeros(len(t), dtype=torch.float64).index_add_(0, s, w.double()) for _, w, s in cells]
+
+    def scores(ps) -> torch.Tensor:
+        out = torch.zeros(len(t), dtype=torch.float64)
+        for (x, w, s), p, total in zip(cells, ps, totals):
+            cell = F.linear(F.gelu(F.linear(x, p[0], p[1])), p[2], p[3])[:, 0]
+            out = out + torch.zeros_like(out).index_add_(0, s, (cell * w).double()) / total
+        return out / len(cells)
+
+    def distance(ps) -> torch.Tensor:
+        return sum(((p - q) ** 2).sum() for member, first in zip(ps, start) for p, q in zip(member, first)) / len(ps)
+
+    flat = [p for member in params for p in member]
+    opt = torch.optim.LBFGS(flat, max_iter=iterations, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = (sw * (scores(params) - t) ** 2).sum() + ridge * distance(params)
+        loss.backward()
+        return loss
+
+    with torch.no_grad():
+        before = scores(start)
+    opt.step(closure)
+    with torch.no_grad():
+        after = scores(params)
+        for h, p in zip(heads, params):
+            for layer_param, fitted in zip((h[0].weight, h[0].bias, h[2].weight, h[2].bias), p):
+                layer_param.copy_(fitted.view_as(layer_param))
+        return {"slices": len(t), "cells": int(len(cells[0][0])), "ridge": ridge,
+                "weighted_error_before": float((sw * (before - t) ** 2).sum() / sw.sum()),
+                "weighted_error_after": float((sw * (after - t) ** 2).sum() / sw.sum()),
+                "head_moved": float(distance(params))}
+
+
 def pick_ridge(cells: np.ndarray, mos: np.ndarray, scenes: np.ndarray, held: np.ndarray, held_scores: np.ndarray,
                a0: np.ndarray, ridges: Sequence[float], anchor_weight: float) -> tuple[float, dict[float, float]]:
     """The ridge whose layers, each fitted without one labelled scene, rank the left-out scenes best
@@ -333,4 +394,13 @@ def refit(net: MSIQANet | MSIQAEnsemble, samples: Sequence | None, recipe: Train
     fitted["score"] = {"labelled_pictures": len(samples), "scenes": len(set(scenes)), "ridge": ridge,
                        "left_out_scene_srocc": found, "held_slices": len(held_cells),
                        "held_slices_moved_mean": float(moved.mean()), "held_slices_moved_max": float(moved.max())}
+    if config.score_hidden:
+        # The layer's objective again, now over the whole head: labelled pictures first, then held slices.
+        n, m_ = len(mos), len(held_scores)
+        cells = [_score_cells(m, list(lg) + list(g)) for m, lg, g in zip(members, labelled_grids, grids)]
+        weights = np.concatenate([np.ones(n), np.full(m_, config.score_anchor_weight * n / max(m_, 1))])
+        record = fit_score_head([m.score for m in members], cells, np.concatenate([mos, held_scores]), weights, ridge)
+        log(f"refit: whole score head on {record['slices']} slices ({record['cells']} cells), weighted squared "
+            f"error {record['weighted_error_before']:.4f} -> {record['weighted_error_after']:.4f}")
+        fitted["score"]["hidden"] = record
     return fitted

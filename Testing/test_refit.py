@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy.stats import spearmanr
 
 from msiqa.causes import CAUSES
 from msiqa.training import refit_slices
 from msiqa.training.labels import NAMED_FROM
 from msiqa.training.refit import (_at_most_label, fit_cause_head, fit_score_head, fit_score_layer, fit_weight_head,
+                                  pick_head_ridge,
                                   pick_ridge)
 from msiqa.training.refit_slices import RefitConfig
 from msiqa.weights import load_model
@@ -156,6 +158,40 @@ def test_the_whole_score_head_learns_what_no_layer_over_pooled_hidden_cells_can(
     held = fit_score_head(heads, [(x, w, s)] * 2, targets, np.ones(n), ridge=1e5)
     assert held["head_moved"] < free["head_moved"] / 100
     assert all(torch.allclose(p, q, atol=0.02) for h, st in zip(heads, start) for p, q in zip(h.parameters(), st))
+
+
+def test_the_whole_heads_ridge_is_picked_on_scenes_its_fits_did_not_see():
+    """Six scenes, each with quiet and noisy slices (one target each, as above): the fits made without a
+    group of scenes rank that group's slices; a hidden fit learns what carries over, a huge ridge stays
+    with the layer as it was, and every scene is left out once, whole."""
+    rng = np.random.default_rng(1)
+    n, per = 48, 16
+    spread = np.tile([0.2, 2.0], n // 2)
+    x = torch.from_numpy(rng.normal(0, 1, (n * per, 4)) * np.repeat(spread, per)[:, None]).float()
+    w = torch.from_numpy(rng.uniform(0.2, 1.0, n * per)).float()
+    s = torch.arange(n).repeat_interleave(per)
+    targets = np.where(spread > 1, 1.0, 3.0)
+    scenes = np.repeat([f"S{i}" for i in range(6)], n // 6)
+    left_out = []
+
+    def start(out):
+        left_out.append(out.copy())
+        return [_head(0), _head(1)]
+
+    def weights(keep):
+        return keep.astype(np.float64)
+
+    cells = [(x, w, s)] * 2
+    ridge, found = pick_head_ridge(start, cells, targets, weights, scenes, [1e-4])
+    # Two targets, 24 slices each: every noisy slice below every quiet one, whatever the order within.
+    perfect = spearmanr(targets + np.arange(n) * 1e-6, targets).correlation
+    assert ridge == 1e-4 and found["0.0001"] == pytest.approx(perfect) and found["layer"] < perfect - 0.1
+    outs = np.array(left_out[:3])
+    assert (outs.sum(0) == 1).all()  # each picture left out once, by exactly one group
+    assert all(len(set(scenes[o])) == 2 and not set(scenes[o]) & set(scenes[~o]) for o in outs)
+    assert all(np.array_equal(a, b) for a, b in zip(left_out[:3], left_out[3:6]))  # the same groups per ridge
+    _, held = pick_head_ridge(start, cells, targets, weights, scenes, [1e6])
+    assert held["1000000.0"] == pytest.approx(held["layer"], abs=0.02)
 
 
 def test_scanner_made_faults_are_held_at_most_at_their_clean_versions_score_less_their_drop():
@@ -346,6 +382,13 @@ def test_refit_with_the_whole_score_head_changes_both_its_layers_and_keeps_the_m
     assert layer.card["refit"]["score"].get("hidden") is None
     a, b = _scored(layer, head)
     assert np.array_equal(a.maps, b.maps) and not np.allclose(a.scores, b.scores)
+    # With candidate ridges the head's is picked on left-out scene groups, the layer alone among them.
+    picked = _refitted(small_recipe_model, tmp_path / "picked", monkeypatch, *labelled, "--refit-options",
+                       json.dumps({"score_hidden": True, "score_hidden_ridges": [1.0]}))
+    record = picked.card["refit"]["score"]["hidden"]
+    found = record["left_out_scene_groups_srocc"]
+    assert set(found) == {"layer", "1.0"} and record["ridge"] == (None if max(found, key=found.get) == "layer" else 1.0)
+    assert picked.card["refit"]["score_hidden_ridges"] == [1.0]
 
 
 def test_refit_with_the_weight_head_moves_the_maps_onto_local_faults(small_recipe_model, tmp_path, monkeypatch):

@@ -24,11 +24,14 @@ network's fused feature grid is computed once per slice; the heads are fitted on
   ``RefitConfig.score_clinical_floor`` real clean slices are held no lower than that score instead:
   the one place where the fit may move a flag, and only off a study of diagnostic quality. With
   ``RefitConfig.score_hidden`` the whole score head is then fitted on the same objective, cell by
-  cell (``fit_score_head``): a nonlinear fit, where the layer alone is a linear one.
+  cell (``fit_score_head``): a nonlinear fit, where the layer alone is a linear one. Its ridge is the
+  layer's unless ``RefitConfig.score_hidden_ridges`` names candidates, picked by leaving groups of
+  labelled scenes out (``pick_head_ridge``), the layer alone among them.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -221,6 +224,33 @@ def _score_cells(net: MSIQANet, grids: Sequence[torch.Tensor]) -> tuple[torch.Te
     return torch.cat(cells).clone(), torch.cat(weights).clone(), torch.cat(slices)
 
 
+def _set_layer(lasts: Sequence[torch.nn.Module], a: np.ndarray, b: float) -> None:
+    """The members' last score layers side by side take the joint layer ``a`` (in place); each its bias ``b``."""
+    for last, block in zip(lasts, np.split(a, len(lasts))):
+        last.weight.data.copy_(torch.from_numpy(block).float().view_as(last.weight))
+        last.bias.data.fill_(b)
+
+
+def _head_params(heads: Sequence[torch.nn.Sequential]) -> list[list[torch.Tensor]]:
+    """Each head's two 1x1 convolutions as linear layers: [weight, bias, weight, bias], copies."""
+    return [[p.detach().clone().flatten(1) if p.dim() > 1 else p.detach().clone() for p in
+             (h[0].weight, h[0].bias, h[2].weight, h[2].bias)] for h in heads]
+
+
+def _slice_scores(params: Sequence[Sequence[torch.Tensor]], cells: Sequence[tuple[torch.Tensor, ...]],
+                  totals: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The members' mean slice score, sum(s * w) / sum(w) with s read cell by cell through each head."""
+    out = torch.zeros(len(totals[0]), dtype=torch.float64)
+    for (x, w, s), p, total in zip(cells, params, totals):
+        cell = F.linear(F.gelu(F.linear(x, p[0], p[1])), p[2], p[3])[:, 0]
+        out = out + torch.zeros_like(out).index_add_(0, s, (cell * w).double()) / total
+    return out / len(cells)
+
+
+def _map_totals(cells: Sequence[tuple[torch.Tensor, ...]], slices: int) -> list[torch.Tensor]:
+    return [torch.zeros(slices, dtype=torch.float64).index_add_(0, s, w.double()) for _, w, s in cells]
+
+
 def fit_score_head(heads: Sequence[torch.nn.Sequential], cells: Sequence[tuple[torch.Tensor, ...]],
                    targets: np.ndarray, slice_weights: np.ndarray, ridge: float, iterations: int = 100) -> dict:
     """Fit each member's whole score head (both 1x1 convolutions, in place) so that the members' mean
@@ -229,17 +259,9 @@ def fit_score_head(heads: Sequence[torch.nn.Sequential], cells: Sequence[tuple[t
     ``cells``: per member, ``_score_cells`` of the same slices in the same order."""
     t = torch.from_numpy(targets).double()
     sw = torch.from_numpy(slice_weights).double()
-    start = [[p.detach().clone().flatten(1) if p.dim() > 1 else p.detach().clone() for p in
-              (h[0].weight, h[0].bias, h[2].weight, h[2].bias)] for h in heads]
+    start = _head_params(heads)
     params = [[q.clone().requires_grad_(True) for q in member] for member in start]
-    totals = [torch.zeros(len(t), dtype=torch.float64).index_add_(0, s, w.double()) for _, w, s in cells]
-
-    def scores(ps) -> torch.Tensor:
-        out = torch.zeros(len(t), dtype=torch.float64)
-        for (x, w, s), p, total in zip(cells, ps, totals):
-            cell = F.linear(F.gelu(F.linear(x, p[0], p[1])), p[2], p[3])[:, 0]
-            out = out + torch.zeros_like(out).index_add_(0, s, (cell * w).double()) / total
-        return out / len(cells)
+    totals = _map_totals(cells, len(t))
 
     def distance(ps) -> torch.Tensor:
         return sum(((p - q) ** 2).sum() for member, first in zip(ps, start) for p, q in zip(member, first)) / len(ps)
@@ -249,15 +271,15 @@ def fit_score_head(heads: Sequence[torch.nn.Sequential], cells: Sequence[tuple[t
 
     def closure():
         opt.zero_grad()
-        loss = (sw * (scores(params) - t) ** 2).sum() + ridge * distance(params)
+        loss = (sw * (_slice_scores(params, cells, totals) - t) ** 2).sum() + ridge * distance(params)
         loss.backward()
         return loss
 
     with torch.no_grad():
-        before = scores(start)
+        before = _slice_scores(start, cells, totals)
     opt.step(closure)
     with torch.no_grad():
-        after = scores(params)
+        after = _slice_scores(params, cells, totals)
         for h, p in zip(heads, params):
             for layer_param, fitted in zip((h[0].weight, h[0].bias, h[2].weight, h[2].bias), p):
                 layer_param.copy_(fitted.view_as(layer_param))
@@ -265,6 +287,36 @@ def fit_score_head(heads: Sequence[torch.nn.Sequential], cells: Sequence[tuple[t
                 "weighted_error_before": float((sw * (before - t) ** 2).sum() / sw.sum()),
                 "weighted_error_after": float((sw * (after - t) ** 2).sum() / sw.sum()),
                 "head_moved": float(distance(params))}
+
+
+def pick_head_ridge(start: Callable[[np.ndarray], list[torch.nn.Sequential]],
+                    cells: Sequence[tuple[torch.Tensor, ...]], targets: np.ndarray,
+                    weights: Callable[[np.ndarray], np.ndarray], scenes: np.ndarray, ridges: Sequence[float],
+                    groups: int = 3) -> tuple[float | None, dict[str, float]]:
+    """The whole head's ridge whose fits, each made without one group of labelled scenes, rank that
+    group's pictures best (SROCC over every labelled picture, each scored by the fit that did not see
+    its scene); None, the layer alone, when no fit beats it. ``start(out)``: the heads, copies, with the
+    last layer fitted without the labelled pictures in ``out``; ``weights(keep)``: the slice weights
+    with only the kept labelled pictures counted. The first len(scenes) slices are the labelled ones.
+    Groups, not single scenes: each fit costs a minute on the bundled pair."""
+    names = sorted(set(scenes))
+    if len(names) < 2:
+        raise InputError("refit: the labelled pictures need at least two scenes (the ridge is picked by leaving "
+                         "some out).")
+    n, totals = len(scenes), _map_totals(cells, len(targets))
+    outs = [np.isin(scenes, names[g::groups]) for g in range(min(groups, len(names)))]
+    found = {}
+    for ridge in [None, *ridges]:
+        pred = np.zeros(n)
+        for out in outs:
+            heads = start(out)
+            if ridge is not None:
+                fit_score_head(heads, cells, targets, weights(~out), ridge)
+            with torch.no_grad():
+                pred[out] = _slice_scores(_head_params(heads), cells, totals).numpy()[:n][out]
+        found["layer" if ridge is None else str(float(ridge))] = float(spearmanr(pred, targets[:n]).correlation)
+    best = max(found, key=found.get)
+    return (None if best == "layer" else float(best)), found
 
 
 def pick_ridge(cells: np.ndarray, mos: np.ndarray, scenes: np.ndarray, held: np.ndarray, held_scores: np.ndarray,
@@ -385,9 +437,7 @@ def refit(net: MSIQANet | MSIQAEnsemble, samples: Sequence | None, recipe: Train
     ridge, found = pick_ridge(labelled, mos, scenes, held_cells, held_scores, a0, config.score_ridges,
                               config.score_anchor_weight)
     a, b = fit_score_layer(labelled, mos, held_cells, held_scores, a0, ridge, config.score_anchor_weight)
-    for last, block in zip(lasts, np.split(a * root, k)):
-        last.weight.data.copy_(torch.from_numpy(block).float().view_as(last.weight))
-        last.bias.data.fill_(b)
+    _set_layer(lasts, a * root, b)
     moved = np.abs(held_cells @ a + b - held_scores)
     log(f"refit: score layer on {len(samples)} labelled pictures, ridge {ridge:g} (left-out scenes SROCC "
         f"{found[ridge]:.3f}), held slices moved {moved.mean():.3f} on average")
@@ -396,11 +446,32 @@ def refit(net: MSIQANet | MSIQAEnsemble, samples: Sequence | None, recipe: Train
                        "held_slices_moved_mean": float(moved.mean()), "held_slices_moved_max": float(moved.max())}
     if config.score_hidden:
         # The layer's objective again, now over the whole head: labelled pictures first, then held slices.
-        n, m_ = len(mos), len(held_scores)
         cells = [_score_cells(m, list(lg) + list(g)) for m, lg, g in zip(members, labelled_grids, grids)]
-        weights = np.concatenate([np.ones(n), np.full(m_, config.score_anchor_weight * n / max(m_, 1))])
-        record = fit_score_head([m.score for m in members], cells, np.concatenate([mos, held_scores]), weights, ridge)
-        log(f"refit: whole score head on {record['slices']} slices ({record['cells']} cells), weighted squared "
-            f"error {record['weighted_error_before']:.4f} -> {record['weighted_error_after']:.4f}")
+        targets = np.concatenate([mos, held_scores])
+        heads = [m.score for m in members]
+
+        def weights(keep: np.ndarray) -> np.ndarray:  # as fit_score_layer weighs them
+            held = config.score_anchor_weight * keep.sum() / max(len(held_scores), 1)
+            return np.concatenate([keep.astype(np.float64), np.full(len(held_scores), held)])
+
+        def start(out: np.ndarray) -> list[torch.nn.Sequential]:
+            a_, b_ = fit_score_layer(labelled[~out], mos[~out], held_cells, held_scores, a0, ridge,
+                                     config.score_anchor_weight)
+            copies = [copy.deepcopy(h) for h in heads]
+            _set_layer([h[-1] for h in copies], a_ * root, b_)
+            return copies
+
+        hidden_ridge, found = ridge, None
+        if config.score_hidden_ridges:
+            hidden_ridge, found = pick_head_ridge(start, cells, targets, weights, scenes, config.score_hidden_ridges)
+            log(f"refit: whole score head, left-out scene groups SROCC {found}: "
+                f"{'the layer alone' if hidden_ridge is None else f'ridge {hidden_ridge:g}'}")
+        record = {"ridge": None, "slices": len(targets)}
+        if hidden_ridge is not None:
+            record = fit_score_head(heads, cells, targets, weights(np.ones(len(mos), dtype=bool)), hidden_ridge)
+            log(f"refit: whole score head on {record['slices']} slices ({record['cells']} cells), weighted squared "
+                f"error {record['weighted_error_before']:.4f} -> {record['weighted_error_after']:.4f}")
+        if found is not None:
+            record["left_out_scene_groups_srocc"] = found
         fitted["score"]["hidden"] = record
     return fitted

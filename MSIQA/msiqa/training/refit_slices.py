@@ -69,6 +69,10 @@ class RefitConfig:
     # by the ridge picked for the layer. A layer linear in the pooled hidden cells lifts the simulator's
     # 85 HU low-dose CT with real PET/CT held clean at 40 HU added (benchmarks/RESULTS.md, rule 29).
     score_hidden: bool = False
+    # Ridges for that fit, picked by leaving groups of labelled scenes out (refit.pick_head_ridge), the
+    # layer alone among the candidates; None: the layer's ridge, which on the data term's scale barely holds
+    # the head (rule 33's pair ranked one CV fold's held-out scenes 0.06 below its trained networks).
+    score_hidden_ridges: list[float] | None = None
     # Weight head (msiqa refit --weight-head): local faults in squares of these sizes, on each labelled
     # scene's best picture (every family, this many each) and on the recipe's simulated patients
     # (PET/CT and CT alone, this many per patient); the maps of every other slice are held (weight

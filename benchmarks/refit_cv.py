@@ -60,7 +60,8 @@ def main() -> None:
 
     data = Path(args.data)
     samples = load_labelled_folder(data / "images", data / "labels.csv")
-    lines = ["| networks | fold | trained SROCC / within | refitted SROCC / within | ridge |", "|---|---|---|---|---|"]
+    lines = ["| networks | fold | trained SROCC / within | refitted SROCC / within | ridge | whole head |",
+             "|---|---|---|---|---|---|"]
     got = {"trained": [], "refitted": []}
     try:
         config = RefitConfig(**args.refit_options)
@@ -96,14 +97,24 @@ def main() -> None:
             got["trained"].append(before)
             got["refitted"].append(after)
             lines.append(f"| {name} | {fold} | {before['srocc']:.3f} / {before['within_scene_srocc']:.3f} | "
-                         f"{after['srocc']:.3f} / {after['within_scene_srocc']:.3f} | {fitted['score']['ridge']:g} |")
+                         f"{after['srocc']:.3f} / {after['within_scene_srocc']:.3f} | {fitted['score']['ridge']:g} | "
+                         f"{_whole_head(fitted['score'].get('hidden'))} |")
             print(lines[-1], flush=True)
     mean = {k: (np.mean([r["srocc"] for r in v]), np.mean([r["within_scene_srocc"] for r in v])) for k, v in got.items()}
     lines.append(f"| mean of {len(got['trained'])} | | {mean['trained'][0]:.3f} / {mean['trained'][1]:.3f} | "
-                 f"{mean['refitted'][0]:.3f} / {mean['refitted'][1]:.3f} | |")
+                 f"{mean['refitted'][0]:.3f} / {mean['refitted'][1]:.3f} | | |")
     print("\n".join(lines))
     if args.out:
         args.out.write_text("\n".join(lines) + "\n")
+
+
+def _whole_head(record: dict | None) -> str:
+    """The whole score head's ridge (score_hidden) and, when picked, each candidate's left-out-groups SROCC."""
+    if record is None:
+        return "-"
+    ridge = "the layer alone" if record["ridge"] is None else f"{record['ridge']:g}"
+    found = record.get("left_out_scene_groups_srocc")
+    return ridge + (" (" + ", ".join(f"{k} {v:.3f}" for k, v in found.items()) + ")" if found else "")
 
 
 if __name__ == "__main__":

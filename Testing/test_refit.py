@@ -16,8 +16,7 @@ from msiqa.causes import CAUSES
 from msiqa.training import refit_slices
 from msiqa.training.labels import NAMED_FROM
 from msiqa.training.refit import (_at_most_label, fit_cause_head, fit_score_head, fit_score_layer, fit_weight_head,
-                                  pick_head_ridge,
-                                  pick_ridge)
+                                  pick_head_ridge, pick_ridge)
 from msiqa.training.refit_slices import RefitConfig
 from msiqa.weights import load_model
 
@@ -633,3 +632,13 @@ def test_giving_a_network_weight_context_keeps_its_map_until_refitted(bundled_ne
     with pytest.raises(ValueError, match="odd neighbourhood"):
         give_weight_context(untouched, 4)
     assert untouched.config.weight_context == 0 and untouched.weight[0].in_channels == 4 * net.config.fusion_dim
+
+
+def test_a_ridge_is_not_picked_from_one_scene():
+    """Leaving a scene out needs another: one scene is refused by name, not fitted on nothing."""
+    from msiqa.errors import InputError
+    scenes = np.array(["S0"] * 4)
+    with pytest.raises(InputError, match="at least two scenes .*leaving one out"):
+        pick_ridge(np.ones((4, 2)), np.arange(4.0), scenes, np.ones((3, 2)), np.ones(3), np.zeros(2), [1.0], 10.0)
+    with pytest.raises(InputError, match="at least two scenes .*leaving some out"):
+        pick_head_ridge(lambda out: [], [], np.arange(4.0), lambda keep: keep, scenes, [1.0])

@@ -196,6 +196,18 @@ def fit_cause_head(features: np.ndarray, causes: np.ndarray, n_causes: int, l2: 
         return (w / sd).float(), (b - (w * mu / sd).sum(1)).float()
 
 
+def _slice_weights(kept: np.ndarray, held: int, anchor_weight: float) -> np.ndarray:
+    """Kept labelled pictures 1 each (left-out ones 0), then ``held`` slices that together weigh
+    ``anchor_weight`` times the kept pictures: holding them stays as strong whatever is left out."""
+    return np.concatenate([kept.astype(np.float64), np.full(held, anchor_weight * kept.sum() / max(held, 1))])
+
+
+def _need_two_scenes(scenes: Sequence[str], left_out: str) -> None:
+    if len(set(scenes)) < 2:
+        raise InputError(f"refit: the labelled pictures need at least two scenes (the ridge is picked by leaving "
+                         f"{left_out} out).")
+
+
 def fit_score_layer(cells: np.ndarray, mos: np.ndarray, held: np.ndarray, held_scores: np.ndarray, a0: np.ndarray,
                     ridge: float, anchor_weight: float) -> tuple[np.ndarray, float]:
     """min sum (cells a + b - mos)^2 + anchor_weight * n/m * sum (held a + b - held_scores)^2 + ridge |a - a0|^2:
@@ -204,7 +216,7 @@ def fit_score_layer(cells: np.ndarray, mos: np.ndarray, held: np.ndarray, held_s
     n, m = len(cells), len(held)
     x = np.hstack([np.vstack([cells, held]), np.ones((n + m, 1))])
     t = np.concatenate([mos, held_scores])
-    wt = np.concatenate([np.ones(n), np.full(m, anchor_weight * n / max(m, 1))])
+    wt = _slice_weights(np.ones(n, dtype=bool), m, anchor_weight)
     reg = ridge * np.eye(x.shape[1])
     reg[-1, -1] = 0.0
     sol = np.linalg.solve(x.T @ (wt[:, None] * x) + reg, x.T @ (wt * t) + ridge * np.append(a0, 0.0))
@@ -299,10 +311,8 @@ def pick_head_ridge(start: Callable[[np.ndarray], list[torch.nn.Sequential]],
     last layer fitted without the labelled pictures in ``out``; ``weights(keep)``: the slice weights
     with only the kept labelled pictures counted. The first len(scenes) slices are the labelled ones.
     Groups, not single scenes: each fit costs a minute on the bundled pair."""
+    _need_two_scenes(scenes, "some")
     names = sorted(set(scenes))
-    if len(names) < 2:
-        raise InputError("refit: the labelled pictures need at least two scenes (the ridge is picked by leaving "
-                         "some out).")
     n, totals = len(scenes), _map_totals(cells, len(targets))
     outs = [np.isin(scenes, names[g::groups]) for g in range(min(groups, len(names)))]
     found = {}
@@ -323,8 +333,7 @@ def pick_ridge(cells: np.ndarray, mos: np.ndarray, scenes: np.ndarray, held: np.
                a0: np.ndarray, ridges: Sequence[float], anchor_weight: float) -> tuple[float, dict[float, float]]:
     """The ridge whose layers, each fitted without one labelled scene, rank the left-out scenes best
     (SROCC over every labelled picture, each scored by the fit that did not see its scene)."""
-    if len(set(scenes)) < 2:
-        raise InputError("refit: the labelled pictures need at least two scenes (the ridge is picked by leaving one out).")
+    _need_two_scenes(scenes, "one")
     found = {}
     for ridge in ridges:
         pred = np.zeros(len(mos))
@@ -450,9 +459,8 @@ def refit(net: MSIQANet | MSIQAEnsemble, samples: Sequence | None, recipe: Train
         targets = np.concatenate([mos, held_scores])
         heads = [m.score for m in members]
 
-        def weights(keep: np.ndarray) -> np.ndarray:  # as fit_score_layer weighs them
-            held = config.score_anchor_weight * keep.sum() / max(len(held_scores), 1)
-            return np.concatenate([keep.astype(np.float64), np.full(len(held_scores), held)])
+        def weights(keep: np.ndarray) -> np.ndarray:
+            return _slice_weights(keep, len(held_scores), config.score_anchor_weight)
 
         def start(out: np.ndarray) -> list[torch.nn.Sequential]:
             a_, b_ = fit_score_layer(labelled[~out], mos[~out], held_cells, held_scores, a0, ridge,

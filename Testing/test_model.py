@@ -26,6 +26,9 @@ def test_bundled_card_describes_a_trained_model(bundled_model):
 def test_training_recipe_is_committed_beside_the_weights(bundled_model):
     recipe = json.loads((WEIGHTS_DIR / "msiqa-compact.train.json").read_text())
     assert recipe == bundled_model.card["train_config"]
+    # An ensemble's members are that recipe at their own seeds.
+    for member in bundled_model.card.get("members", []):
+        assert {**member["train_config"], "seed": recipe["seed"]} == recipe
     # Every real study the recipe trains on is named where the card says where they come from.
     studies = bundled_model.card["training_data"]["clinical_studies"]
     assert studies["volumes"] == recipe["clinical_volumes"]
@@ -79,9 +82,13 @@ def test_the_card_records_the_refit_and_the_network_it_started_from(bundled_mode
     assert refit["cause_examples"]["none"] > 0 and "misregistration" not in refit["cause_examples"]
     # The weight head was fitted to point at local faults, then the score layer on the development
     # pictures: the card says how and gives the refit's CV.
-    weight = refit["weight"]
-    assert "--weight-head" in refit["command"] and weight["peak_in_fault_after"] > weight["peak_in_fault_before"]
-    assert weight["local_faults"] > 0 and weight["held_grids"] > weight["local_faults"]
+    assert "--weight-head" in refit["command"]
+    # An ensemble's members keep a weight head each, each fitted to point.
+    weights = refit["weight"] if isinstance(refit["weight"], list) else [refit["weight"]]
+    assert len(weights) == len(bundled_model.card.get("members", [None]))
+    for weight in weights:
+        assert weight["peak_in_fault_after"] > weight["peak_in_fault_before"]
+        assert weight["local_faults"] > 0 and weight["held_grids"] > weight["local_faults"]
     score = refit["score"]
     assert "--score-layer" in refit["command"] and score["labelled_pictures"] >= 12 * 27 and score["scenes"] >= 12
     assert score["ridge"] in refit["score_ridges"] and score["held_slices"] == sum(refit["cause_examples"].values())
@@ -90,7 +97,16 @@ def test_the_card_records_the_refit_and_the_network_it_started_from(bundled_mode
     # Real PETs shown alone and clean in the refit only, held no lower than the floor: the command
     # names them, and the card's data section says where they come from and that they are not here.
     shown = refit["clean_volumes"]
-    assert shown and f"--refit-options '{json.dumps({'clean_volumes': shown, 'score_clinical_floor': 2.5})}'" in refit["command"]
+    options = {"clean_volumes": shown, "score_clinical_floor": 2.5, "clean_ct_noise_hu": refit["clean_ct_noise_hu"],
+               "score_hidden": refit["score_hidden"], "score_hidden_ridges": refit["score_hidden_ridges"]}
+    assert shown and f"--refit-options '{json.dumps(options, sort_keys=True)}'" in refit["command"]
+    # The whole score head was fitted after its last layer on the same slices, its ridge the candidate
+    # that ranked left-out scene groups best, better than the layer alone (refit.pick_head_ridge).
+    hidden = score["hidden"]
+    srocc = hidden["left_out_scene_groups_srocc"]
+    assert hidden["ridge"] in refit["score_hidden_ridges"] and hidden["slices"] == score["held_slices"] + 324
+    assert srocc[str(hidden["ridge"])] == max(srocc.values()) > srocc["layer"]
+    assert hidden["weighted_error_after"] < hidden["weighted_error_before"]
     assert refit["score_clinical_floor"] > 2.0  # above the flag threshold
     clinical = bundled_model.card["training_data"]["clinical_studies"]
     assert clinical["refit_clean_volumes"]["volumes"] == shown and "Not distributed" in clinical["refit_clean_volumes"]["source"]

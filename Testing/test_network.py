@@ -3,9 +3,10 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from msiqa.causes import CAUSES
-from msiqa.models import AGCA, GRID_STRIDE, create_model, preset
+from msiqa.models import AGCA, GRID_STRIDE, MSIQAEnsemble, create_model, for_inference, preset
 from msiqa.models.msiqa_net import onto_scale
 
 
@@ -158,3 +159,47 @@ def test_a_network_with_weight_context_scores_crops_and_lone_pet_sized_slices():
         for h, w in ((128, 128), (200, 200), (512, 512)):
             out = net(torch.rand(1, 3, h, w))
             assert out.weight.shape == (1, 1, h // 32, w // 32) and torch.isfinite(out.score).all()
+
+
+def _batch_norms(net) -> int:
+    return sum(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+
+
+def _trained_statistics(net):
+    """Batch norms whose statistics and affine parts are far from a new network's, as training leaves
+    them: folded wrongly, they would change the output."""
+    g = torch.Generator().manual_seed(1)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            for t, lo, hi in ((m.running_mean, -0.5, 0.5), (m.running_var, 0.3, 3.0), (m.weight, 0.5, 1.5),
+                              (m.bias, -0.3, 0.3)):
+                t.data.copy_(lo + (hi - lo) * torch.rand(t.shape, generator=g))
+    return net
+
+
+def _same_outputs(a, b, tol):
+    for field in ("score", "weight", "cell_score", "cause"):
+        assert torch.allclose(getattr(a, field), getattr(b, field), atol=tol, rtol=tol), field
+
+
+@pytest.mark.parametrize("name", ["compact", "paper"])
+def test_the_inference_copy_folds_every_batch_norm_and_scores_as_the_network(name):
+    torch.manual_seed(0)
+    net = _trained_statistics(create_model(name)).eval()
+    before = _batch_norms(net)
+    fast = for_inference(net)
+    assert before > 0 and _batch_norms(fast) == 0
+    assert _batch_norms(net) == before  # the network itself keeps them: training needs them
+    x = torch.rand(2, 3, 96, 160)
+    with torch.inference_mode():
+        _same_outputs(fast(x), net(x), 1e-4)
+
+
+def test_the_inference_copy_of_an_ensemble_folds_each_member(bundled_model):
+    net = bundled_model.net.eval()
+    assert isinstance(net, MSIQAEnsemble)
+    fast = for_inference(net)
+    assert _batch_norms(fast) == 0 and _batch_norms(net) == 19 * len(net.members)
+    x = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        _same_outputs(fast(x), net(x), 1e-4)

@@ -25,7 +25,7 @@ from msiqa.weights import load_model
 @pytest.fixture(scope="module")
 def bundled_network(bundled_model):
     """The bundled model's network (an ensemble's first member): what the refitted layers belong to."""
-    from msiqa.training.refit import members_of
+    from msiqa.models import members_of
     from msiqa.weights import LoadedModel
 
     card = bundled_model.card["members"][0] if bundled_model.card.get("members") else bundled_model.card

@@ -167,7 +167,7 @@ def worker_speed(args) -> dict:
         "slices_per_s": args.slices / dt,
         "peak_rss_mb": peak_rss_mb(),
         "threads": torch.get_num_threads(),
-        "params_m": sum(p.numel() for p in scorer.net.parameters()) / 1e6,
+        "params_m": sum(p.numel() for p in scorer.model.net.parameters()) / 1e6,
         "finite": bool(np.isfinite(result.scores).all()),
     }
     if scorer.device.type == "cuda":

@@ -37,6 +37,12 @@ class MSIQAEnsemble(nn.Module):
         return ensemble
 
     def forward(self, x: torch.Tensor) -> Output:
-        outs = [m(x) for m in self.members]
+        planes = self.members[0].input_planes(x)  # the members share the configuration that makes them
+        outs = [m.read(planes) for m in self.members]
         causes = None if outs[0].cause is None else torch.stack([o.cause for o in outs]).mean(0)
         return Output(*(torch.stack(t).mean(0) for t in list(zip(*outs))[:3]), causes)
+
+
+def members_of(net: MSIQANet | MSIQAEnsemble) -> list[MSIQANet]:
+    """An ensemble's members, or the network itself: what has its own heads and its own map."""
+    return list(net.members) if isinstance(net, MSIQAEnsemble) else [net]

@@ -186,28 +186,34 @@ class MSIQANet(nn.Module):
         # Reads the features pooled with the attention weights (_weighted_mean).
         self.cause = nn.Linear(fused, len(c.causes)) if c.causes else None
 
-    def stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def input_planes(self, x: torch.Tensor) -> torch.Tensor:
+        """The picture normalised, and its high-pass plane where the config has one: what both branches
+        read. It depends on the picture alone (fixed buffers), so an ensemble computes it once."""
+        if not self.config.highpass:
+            return (x - self.mean) / self.std
+        hp = F.conv2d(x.mean(dim=1, keepdim=True), self.laplacian, padding=1) / self.std[:, :1]
+        return torch.cat([(x - self.mean) / self.std, hp], dim=1)
+
+    def stage_features(self, planes: torch.Tensor) -> list[torch.Tensor]:
         """The 4 fused stages, each pooled to the stride-32 grid."""
-        if self.config.highpass:
-            hp = F.conv2d(x.mean(dim=1, keepdim=True), self.laplacian, padding=1) / self.std[:, :1]
-            x = torch.cat([(x - self.mean) / self.std, hp], dim=1)
-        else:
-            x = (x - self.mean) / self.std
-        grid = _grid(x)
-        cnn = self.cnn(x) if self.cnn is not None else [None] * 4
-        swin = [f.permute(0, 3, 1, 2) for f in self.swin(x)] if self.swin is not None else [None] * 4
+        grid = _grid(planes)
+        cnn = self.cnn(planes) if self.cnn is not None else [None] * 4
+        swin = [f.permute(0, 3, 1, 2) for f in self.swin(planes)] if self.swin is not None else [None] * 4
         out = []
         for fuse, a, b in zip(self.fuse, cnn, swin):
             parts = [t for t in (a, b) if t is not None]
             if len(parts) == 2 and parts[0].shape[-2:] != parts[1].shape[-2:]:
                 parts[1] = F.interpolate(parts[1], size=parts[0].shape[-2:], mode="bilinear", align_corners=False)
-            out.append(F.adaptive_avg_pool2d(fuse(torch.cat(parts, 1)), grid))
+            out.append(F.adaptive_avg_pool2d(fuse(parts[0] if len(parts) == 1 else torch.cat(parts, 1)), grid))
         return out
 
     def fused(self, x: torch.Tensor) -> torch.Tensor:
         """The fused feature grid [B, C, h, w] that all three heads read (``training.refit`` computes it
         once per slice and fits the heads on it)."""
-        f = self.drop(self.attention(torch.cat(self.stage_features(x), 1)))
+        return self._fused_planes(self.input_planes(x))
+
+    def _fused_planes(self, planes: torch.Tensor) -> torch.Tensor:
+        f = self.drop(self.attention(torch.cat(self.stage_features(planes), 1)))
         return f.mean(dim=(2, 3), keepdim=True) if self.config.head == "pooled" else f
 
     @staticmethod
@@ -241,8 +247,12 @@ class MSIQANet(nn.Module):
     def forward(self, x: torch.Tensor, *, detach_weight: bool = False) -> Output:
         """``detach_weight`` (training): the loss trains the scores and features but not the weight
         map, for batches that carry no sign of where a fault is."""
-        grid = _grid(x)
-        f = self.fused(x)
+        return self.read(self.input_planes(x), detach_weight=detach_weight)
+
+    def read(self, planes: torch.Tensor, *, detach_weight: bool = False) -> Output:
+        """``forward`` from the picture's ``input_planes``."""
+        grid = _grid(planes)
+        f = self._fused_planes(planes)
         s = self.score(f)
         w = self.attention_map(f)
         if detach_weight:

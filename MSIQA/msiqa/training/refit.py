@@ -43,7 +43,7 @@ from scipy.stats import spearmanr
 
 from ..assess import network_input
 from ..errors import InputError
-from ..models import GRID_STRIDE, MSIQAEnsemble
+from ..models import GRID_STRIDE, MSIQAEnsemble, members_of
 from ..models.msiqa_net import MSIQANet, NeighbourContrast
 from .refit_slices import CLINICAL_CLEAN, UNSEEN, Batch, RefitConfig, local_faults, training_slices
 from .train import TrainConfig
@@ -64,11 +64,6 @@ def _pool(net: MSIQANet, f: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 
 def _pooled(net: MSIQANet, pictures: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _pool(net, _fused(net, pictures))
-
-
-def members_of(net: MSIQANet | MSIQAEnsemble) -> list[MSIQANet]:
-    """The networks whose heads a refit fits: an ensemble's members, or the network itself."""
-    return list(net.members) if isinstance(net, MSIQAEnsemble) else [net]
 
 
 def give_weight_context(net: MSIQANet | MSIQAEnsemble, k: int) -> None:

@@ -25,17 +25,17 @@ from scipy.stats import rankdata
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "MSIQA"))
 
-from msiqa.assess import network_input  # noqa: E402
 from msiqa.models import members_of  # noqa: E402
 from msiqa.training.phantom_bank import render_layers  # noqa: E402
 from msiqa.training.physical_faults import SHOWN_IN, build_bank  # noqa: E402
+from msiqa.training.refit import _pooled  # noqa: E402
 from msiqa.weights import load_model  # noqa: E402
 
 
 def features(net, pictures: list[np.ndarray]) -> np.ndarray:
-    x = network_input(np.stack(pictures)).contiguous(memory_format=torch.channels_last)
+    """Each member's pooled features and hidden score cells, side by side: what the refit fits on."""
     with torch.inference_mode():
-        return np.hstack([t.double().numpy() for m in members_of(net) for t in m.pooled_features(x)])
+        return np.hstack([t.astype(np.float64) for m in members_of(net) for t in _pooled(m, np.stack(pictures))])
 
 
 def groups(net, family: str, anatomies: list[int], noise_seed: int):
